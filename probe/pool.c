@@ -1,0 +1,275 @@
+/*
+ * pool.c - the worker pool behind lw_defer() (EM.defer).
+ *
+ * Each loop has its own pool, started at its first lw_defer() (so a loop
+ * that never defers owns no threads).  Jobs wait in a FIFO under one mutex;
+ * a worker runs `op`, puts the finished job on the done list and wakes the
+ * loop through its eventfd; the loop runs `done` in its poll phase.  The
+ * workers block every signal, so that signals meant for the loop's signalfd
+ * watchers are never delivered to a worker.
+ *
+ * Each worker publishes the start time and op of the job it runs, so the
+ * pool can tell the age of its oldest running job: the figure that shows a
+ * pool clogged by slow work.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+
+#define DEFAULT_THREADS 20
+#define MAX_THREADS 1024
+
+typedef struct job {
+	lw__list_t node;
+	lw_work_fn op;
+	lw_done_cb done;
+	void *arg;
+	void *result;
+} job_t;
+
+typedef struct worker {
+	lw__pool_t *pool;
+	pthread_t thread;
+	uint64_t start; /* start of the running job, 0 when idle */
+	lw_fn fn; /* its op */
+} worker_t;
+
+struct lw__pool {
+	lw_loop_t *loop;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	lw__list_t queue; /* waiting jobs */
+	lw__list_t done; /* finished jobs, for the loop */
+	uint32_t queued, busy;
+	uint64_t completed;
+	int shutdown;
+	unsigned nthreads;
+	worker_t *workers;
+};
+
+static void *worker_main(void *p)
+{
+	worker_t *w = p;
+	lw__pool_t *pool = w->pool;
+
+	pthread_mutex_lock(&pool->lock);
+	for (;;) {
+		while (lw__list_empty(&pool->queue) && !pool->shutdown)
+			pthread_cond_wait(&pool->cond, &pool->lock);
+		if (pool->shutdown)
+			break;
+		lw__list_t *n = lw__list_first(&pool->queue);
+		lw__list_remove(n);
+		job_t *j = LW__CONTAINER_OF(n, job_t, node);
+		pool->queued--;
+		pool->busy++;
+		w->start = lw__hrtime();
+		w->fn = LW_FN(j->op);
+		pthread_mutex_unlock(&pool->lock);
+
+		j->result = j->op(j->arg);
+
+		pthread_mutex_lock(&pool->lock);
+		w->start = 0;
+		w->fn = NULL;
+		pool->busy--;
+		pool->completed++;
+		lw__list_insert_tail(&pool->done, &j->node);
+		pthread_mutex_unlock(&pool->lock);
+		lw__wakeup(pool->loop);
+		pthread_mutex_lock(&pool->lock);
+	}
+	pthread_mutex_unlock(&pool->lock);
+	return NULL;
+}
+
+static void pool_destroy(lw__pool_t *pool)
+{
+	if (pool == NULL)
+		return;
+	pthread_mutex_lock(&pool->lock);
+	pool->shutdown = 1;
+	pthread_cond_broadcast(&pool->cond);
+	pthread_mutex_unlock(&pool->lock);
+	for (unsigned i = 0; i < pool->nthreads; i++)
+		pthread_join(pool->workers[i].thread, NULL);
+
+	/* Jobs never run, and completions never delivered, are dropped:
+	 * the loop that would run them is going away. */
+	lw__list_t *n, *tmp;
+	lw__list_foreach_safe(n, tmp, &pool->queue)
+		free(LW__CONTAINER_OF(n, job_t, node));
+	lw__list_foreach_safe(n, tmp, &pool->done)
+		free(LW__CONTAINER_OF(n, job_t, node));
+	pthread_cond_destroy(&pool->cond);
+	pthread_mutex_destroy(&pool->lock);
+	free(pool->workers);
+	free(pool);
+}
+
+static unsigned thread_count(const lw_loop_t *loop)
+{
+	if (loop->defer_threads)
+		return loop->defer_threads;
+	const char *env = getenv("LOOPWATCH_THREADS");
+	if (env != NULL) {
+		char *end;
+		unsigned long n = strtoul(env, &end, 10);
+		if (*env && *end == 0 && n >= 1 && n <= MAX_THREADS)
+			return (unsigned)n;
+	}
+	return DEFAULT_THREADS;
+}
+
+static int pool_create(lw_loop_t *loop, lw__pool_t **out)
+{
+	lw__pool_t *pool = calloc(1, sizeof(*pool));
+	if (pool == NULL)
+		return -ENOMEM;
+	pool->loop = loop;
+	lw__list_init(&pool->queue);
+	lw__list_init(&pool->done);
+	pthread_mutex_init(&pool->lock, NULL);
+	pthread_cond_init(&pool->cond, NULL);
+
+	unsigned want = thread_count(loop);
+	pool->workers = calloc(want, sizeof(*pool->workers));
+	if (pool->workers == NULL) {
+		pool_destroy(pool);
+		return -ENOMEM;
+	}
+
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	int err = 0;
+	for (unsigned i = 0; i < want; i++) {
+		pool->workers[i].pool = pool;
+		err = pthread_create(&pool->workers[i].thread, NULL,
+				     worker_main, &pool->workers[i]);
+		if (err)
+			break;
+		pool->nthreads++;
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+
+	/* Some threads are enough to work with; none is an error. */
+	if (pool->nthreads == 0) {
+		pool_destroy(pool);
+		return -err;
+	}
+	*out = pool;
+	return 0;
+}
+
+static int pool_get(lw_loop_t *loop, lw__pool_t **out)
+{
+	lw__pool_t *pool = atomic_load(&loop->pool);
+	if (pool != NULL) {
+		*out = pool;
+		return 0;
+	}
+	pthread_mutex_lock(&loop->pool_lock);
+	pool = atomic_load(&loop->pool);
+	int err = 0;
+	if (pool == NULL) {
+		err = pool_create(loop, &pool);
+		if (err == 0)
+			atomic_store(&loop->pool, pool);
+	}
+	pthread_mutex_unlock(&loop->pool_lock);
+	*out = pool;
+	return err;
+}
+
+int lw_defer(lw_loop_t *loop, lw_work_fn op, lw_done_cb done, void *arg)
+{
+	if (loop == NULL || op == NULL)
+		return -EINVAL;
+	lw__pool_t *pool;
+	int err = pool_get(loop, &pool);
+	if (err)
+		return err;
+	job_t *j = malloc(sizeof(*j));
+	if (j == NULL)
+		return -ENOMEM;
+	*j = (job_t){ .op = op, .done = done, .arg = arg };
+	pthread_mutex_lock(&pool->lock);
+	lw__list_insert_tail(&pool->queue, &j->node);
+	pool->queued++;
+	pthread_cond_signal(&pool->cond);
+	pthread_mutex_unlock(&pool->lock);
+	return 0;
+}
+
+/* The one dispatch point for defer completions. */
+static void dispatch_done(lw_loop_t *loop, job_t *j)
+{
+	if (j->done == NULL)
+		return;
+	lw__site_t *site = lw__site_get(loop, LW_KIND_DEFER, LW_FN(j->done));
+	lw__call_begin(loop, site, 0);
+	j->done(loop, j->arg, j->result);
+	lw__call_end(loop, site);
+}
+
+int lw__pool_drain(lw_loop_t *loop)
+{
+	lw__pool_t *pool = atomic_load(&loop->pool);
+	if (pool == NULL)
+		return 0;
+	lw__list_t done;
+	lw__list_init(&done);
+	pthread_mutex_lock(&pool->lock);
+	if (!lw__list_empty(&pool->done)) {
+		/* Splice the whole done list out under the lock. */
+		done.next = pool->done.next;
+		done.prev = pool->done.prev;
+		done.next->prev = &done;
+		done.prev->next = &done;
+		lw__list_init(&pool->done);
+	}
+	pthread_mutex_unlock(&pool->lock);
+
+	int n = 0;
+	lw__list_t *node;
+	while ((node = lw__list_first(&done)) != NULL) {
+		lw__list_remove(node);
+		job_t *j = LW__CONTAINER_OF(node, job_t, node);
+		dispatch_done(loop, j);
+		free(j);
+		n++;
+	}
+	return n;
+}
+
+void lw_pool_stats(lw_loop_t *loop, lw_pool_stats_t *out)
+{
+	if (out == NULL)
+		return;
+	*out = (lw_pool_stats_t){ 0 };
+	lw__pool_t *pool = loop ? atomic_load(&loop->pool) : NULL;
+	if (pool == NULL)
+		return;
+	pthread_mutex_lock(&pool->lock);
+	out->threads = pool->nthreads;
+	out->busy = pool->busy;
+	out->queued = pool->queued;
+	out->completed = pool->completed;
+	for (unsigned i = 0; i < pool->nthreads; i++) {
+		const worker_t *w = &pool->workers[i];
+		if (w->start != 0 && (out->oldest_start_ns == 0 ||
+				      w->start < out->oldest_start_ns)) {
+			out->oldest_start_ns = w->start;
+			out->oldest_fn = w->fn;
+		}
+	}
+	pthread_mutex_unlock(&pool->lock);
+}
+
+void lw__pool_free(lw_loop_t *loop)
+{
+	pool_destroy(atomic_exchange(&loop->pool, NULL));
+}

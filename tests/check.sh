@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# check.sh - everything `make check` runs, in order, with one summary line.
+#
+#   1. the whole suite, plain build
+#   2. the whole suite under ASan + UBSan (build/asan)
+#   3. the threaded paths under TSan (build/tsan): pool, queue, post, stop,
+#      channel, and the multi-loop test
+#
+# Each suite prints its own lines; the last line is the sum of all of them.
+set -uo pipefail
+BUILD=${1:-build}
+MAKE=${MAKE:-make}
+JOBS=$(nproc 2>/dev/null || echo 2)
+
+passed=0 failed=0 skipped=0
+tally() {	# tally SUITE-OUTPUT-FILE
+	local line
+	line=$(grep -E '^([a-z]+: )?[0-9]+ passed, [0-9]+ failed, [0-9]+ skipped$' "$1" | tail -n 1)
+	if [ -z "$line" ]; then
+		echo "check: suite produced no summary; counting it as one failure"
+		failed=$((failed + 1))
+		return
+	fi
+	line=${line#*: }
+	set -- $line
+	passed=$((passed + $1)) failed=$((failed + $3)) skipped=$((skipped + $5))
+}
+
+run_suite() {	# run_suite NAME BUILD-DIR [TEST-PATTERN...]
+	local name=$1 dir=$2; shift 2
+	local out; out=$(mktemp)
+	echo "== $name"
+	"$dir/tests/run_tests" --suite "$name" "$@" | tee "$out"
+	tally "$out"
+	rm -f "$out"
+}
+
+run_suite plain "$BUILD"
+
+if $MAKE -s -j"$JOBS" SAN=asan BUILD="$BUILD/asan" tests >/dev/null; then
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+		run_suite asan "$BUILD/asan"
+else
+	echo "check: the ASan build failed"; failed=$((failed + 1))
+fi
+
+if $MAKE -s -j"$JOBS" SAN=tsan BUILD="$BUILD/tsan" tests >/dev/null; then
+	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+		run_suite tsan "$BUILD/tsan" 'pool_*' 'defer_*' 'queue_*' \
+		'post_*' 'stop_*' 'channel_*' 'loop_multi*'
+else
+	echo "check: the TSan build failed"; failed=$((failed + 1))
+fi
+
+echo "$passed passed, $failed failed, $skipped skipped"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,239 @@
+/* test_timer.c - timers: order, stability, cancellation, periodic drift. */
+#include "lwtest.h"
+#include "loopwatch.h"
+
+#include <pthread.h>
+
+struct order {
+	int seen[64];
+	int n;
+	lw_timer_t t[64];
+	lw_loop_t *loop;
+};
+
+static void record(lw_timer_t *t)
+{
+	struct order *o = t->loop ? lw_loop_data(t->loop) : NULL;
+	o->seen[o->n++] = (int)(intptr_t)t->data;
+	if (o->n == 10)
+		lw_stop(t->loop);
+}
+
+TEST(timer_order_and_ties)
+{
+	lw_loop_t *loop;
+	struct order o = { 0 };
+	ASSERT_OK(lw_loop_new(&loop, NULL));
+	lw_loop_set_data(loop, &o);
+	/* Deadlines 50, 10, 30, 10, 10, 40, 20, 30, 0, 0 ms: expect sorted by
+	 * deadline, equal deadlines in start order. */
+	int ms[10] = { 50, 10, 30, 10, 10, 40, 20, 30, 0, 0 };
+	for (int i = 0; i < 10; i++) {
+		ASSERT_OK(lw_timer_init(loop, &o.t[i]));
+		o.t[i].data = (void *)(intptr_t)i;
+		ASSERT_OK(lw_timer_start(&o.t[i], record, ms[i], 0));
+	}
+	ASSERT_OK(lw_run(loop));
+	int want[10] = { 8, 9, 1, 3, 4, 6, 2, 7, 5, 0 };
+	for (int i = 0; i < 10; i++)
+		ASSERT_EQ(o.seen[i], want[i]);
+	lw_loop_free(loop);
+}
+
+/* A timer callback cancels the other timers due in the same pass, one of
+ * them later in the expired set, and stops itself. */
+static lw_timer_t ca, cb_, cc, cd;
+static int fired_a, fired_b, fired_c, fired_d;
+
+static void cancel_c_fire(lw_timer_t *t)
+{
+	fired_a++;
+	ASSERT_OK(lw_timer_stop(&cc)); /* due in the same pass */
+	ASSERT_OK(lw_timer_stop(t)); /* itself, while firing */
+	ASSERT(!lw_timer_is_active(&cc));
+}
+static void b_fire(lw_timer_t *t)
+{
+	fired_b++;
+	/* A periodic timer stops itself from its own callback. */
+	if (fired_b == 3)
+		ASSERT_OK(lw_timer_stop(t));
+}
+static void c_fire(lw_timer_t *t)
+{
+	fired_c++;
+}
+static void d_fire(lw_timer_t *t)
+{
+	fired_d++;
+	lw_stop(t->loop);
+}
+
+TEST(timer_cancel_inside_callbacks)
+{
+	lw_loop_t *loop;
+	ASSERT_OK(lw_loop_new(&loop, NULL));
+	ASSERT_OK(lw_timer_init(loop, &ca));
+	ASSERT_OK(lw_timer_init(loop, &cb_));
+	ASSERT_OK(lw_timer_init(loop, &cc));
+	ASSERT_OK(lw_timer_init(loop, &cd));
+	ASSERT_OK(lw_timer_start(&ca, cancel_c_fire, 10, 0));
+	ASSERT_OK(lw_timer_start(&cc, c_fire, 10, 0));
+	ASSERT_OK(lw_timer_start(&cb_, b_fire, 5, 5));
+	ASSERT_OK(lw_timer_start(&cd, d_fire, 100, 0));
+	ASSERT_OK(lw_run(loop));
+	ASSERT_EQ(fired_a, 1);
+	ASSERT_EQ(fired_c, 0);
+	ASSERT_EQ(fired_b, 3);
+	ASSERT_EQ(fired_d, 1);
+	ASSERT(!lw_timer_is_active(&cb_));
+	lw_loop_free(loop);
+}
+
+/* A callback that restarts its own timer with timeout 0 must not spin
+ * inside one pass: it fires once per iteration. */
+static int zero_count;
+static uint64_t zero_iter[5];
+static void zero_again(lw_timer_t *t)
+{
+	lw_loop_stats_t st;
+	lw_loop_stats(t->loop, &st);
+	zero_iter[zero_count++] = st.iterations;
+	if (zero_count == 5)
+		lw_stop(t->loop);
+	else
+		ASSERT_OK(lw_timer_start(t, zero_again, 0, 0));
+}
+
+TEST(timer_zero_restart_once_per_iteration)
+{
+	lw_loop_t *loop;
+	lw_timer_t t;
+	ASSERT_OK(lw_loop_new(&loop, NULL));
+	ASSERT_OK(lw_timer_init(loop, &t));
+	ASSERT_OK(lw_timer_start(&t, zero_again, 0, 0));
+	ASSERT_OK(lw_run(loop));
+	ASSERT_EQ(zero_count, 5);
+	for (int i = 1; i < 5; i++)
+		ASSERT_GT(zero_iter[i], zero_iter[i - 1]);
+	lw_loop_free(loop);
+}
+
+/* A periodic timer's deadlines stay on the grid even when callbacks run
+ * late: after N periods the elapsed time is N periods plus bounded noise,
+ * not N periods plus the accumulated lateness. */
+static int drift_n;
+static uint64_t drift_t0, drift_last;
+static void drift_tick(lw_timer_t *t)
+{
+	drift_last = lwt_now_ns();
+	/* Make each callback take part of the period. */
+	while (lwt_now_ns() - drift_last < 3000000)
+		;
+	if (++drift_n == 50)
+		lw_stop(t->loop);
+}
+
+TEST(timer_periodic_drift_bounded)
+{
+	lw_loop_t *loop;
+	lw_timer_t t;
+	ASSERT_OK(lw_loop_new(&loop, NULL));
+	ASSERT_OK(lw_timer_init(loop, &t));
+	drift_t0 = lwt_now_ns();
+	ASSERT_OK(lw_timer_start(&t, drift_tick, 10, 10));
+	ASSERT_OK(lw_run(loop));
+	/* 50 periods of 10 ms with 3 ms of work each: a drifting timer would
+	 * take >= 50 * 13 = 650 ms.  On the grid it is 500 ms plus noise; a
+	 * bound halfway between the two keeps the test robust. */
+	double ms = (double)(drift_last - drift_t0) / 1e6;
+	ASSERT_GE(ms, 495);
+	if (ms >= 600)
+		LWT_FAIL("periodic timer drifted: 50 periods took %.1f ms", ms);
+	lw_loop_free(loop);
+}
+
+/* A periodic timer that misses whole periods skips them. */
+static int skip_n;
+static void skip_tick(lw_timer_t *t)
+{
+	skip_n++;
+	if (skip_n == 1) {
+		uint64_t s = lwt_now_ns();
+		while (lwt_now_ns() - s < 55000000) /* miss ~5 periods */
+			;
+	}
+	if (skip_n == 3)
+		lw_stop(t->loop);
+}
+
+TEST(timer_periodic_skips_missed_periods)
+{
+	lw_loop_t *loop;
+	lw_timer_t t;
+	ASSERT_OK(lw_loop_new(&loop, NULL));
+	ASSERT_OK(lw_timer_init(loop, &t));
+	ASSERT_OK(lw_timer_start(&t, skip_tick, 10, 10));
+	uint64_t t0 = lwt_now_ns();
+	ASSERT_OK(lw_run(loop));
+	/* Without skipping, ticks 2 and 3 would fire back to back right after
+	 * the 55 ms stall (at ~65 ms).  With skipping, tick 3 is one whole
+	 * period after tick 2, which lands on the grid after the stall. */
+	double ms = (double)(lwt_now_ns() - t0) / 1e6;
+	ASSERT_GE(ms, 75);
+	lw_loop_free(loop);
+}
+
+TEST(timer_bad_args)
+{
+	lw_loop_t *loop;
+	lw_timer_t t;
+	ASSERT_OK(lw_loop_new(&loop, NULL));
+	ASSERT_EQ(lw_timer_init(NULL, &t), -EINVAL);
+	ASSERT_OK(lw_timer_init(loop, &t));
+	ASSERT_EQ(lw_timer_start(&t, NULL, 1, 0), -EINVAL);
+	ASSERT_EQ(lw_timer_start(&t, record, -1, 0), -EINVAL);
+	ASSERT_EQ(lw_timer_start(&t, record, 1, -5), -EINVAL);
+	ASSERT(!lw_timer_is_active(&t));
+	ASSERT_OK(lw_timer_stop(&t)); /* stopping an idle timer is fine */
+	/* A failed start runs nothing. */
+	ASSERT_OK(lw_run_once(loop, 5));
+	lw_loop_free(loop);
+}
+
+/* Many timers: the heap keeps exact order over random deadlines. */
+static uint64_t heap_last_due;
+static int heap_fired, heap_bad;
+static void heap_fire(lw_timer_t *t)
+{
+	uint64_t due = (uint64_t)(uintptr_t)t->data;
+	if (due < heap_last_due)
+		heap_bad++;
+	heap_last_due = due;
+	heap_fired++;
+}
+
+TEST(timer_heap_many)
+{
+	enum { N = 20000 };
+	lw_loop_t *loop;
+	lw_timer_t *ts = calloc(N, sizeof(*ts));
+	ASSERT_OK(lw_loop_new(&loop, NULL));
+	uint32_t x = 12345;
+	for (int i = 0; i < N; i++) {
+		x = x * 1103515245 + 12345;
+		int ms = (int)((x >> 8) % 50);
+		ASSERT_OK(lw_timer_init(loop, &ts[i]));
+		ts[i].data = (void *)(uintptr_t)ms;
+		ASSERT_OK(lw_timer_start(&ts[i], heap_fire, ms, 0));
+	}
+	/* Stop a third of them in between. */
+	for (int i = 0; i < N; i += 3)
+		ASSERT_OK(lw_timer_stop(&ts[i]));
+	while (heap_fired < N - (N + 2) / 3)
+		ASSERT_GE(lw_run_once(loop, 100), 0);
+	ASSERT_EQ(heap_bad, 0);
+	ASSERT_EQ(heap_fired, N - (N + 2) / 3);
+	lw_loop_free(loop);
+	free(ts);
+}
