@@ -119,6 +119,9 @@ $(BUILD)/examples/%: $(BUILD)/obj/examples/%.o $(EXLIB_OBJ) $(LIB_A)
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^
 
+# Tests that drive the build itself (make install) need the source folder.
+$(TEST_OBJ): CFLAGS_ALL += -DLW_SRC_DIR='"$(CURDIR)"'
+
 peer_libs = $(if $(filter %_uv,$(1)),-luv,$(if $(filter %_ev,$(1)),-lev,$(if $(filter %_event,$(1)),-levent)))
 $(BUILD)/obj/bench/%_ev.o: CFLAGS_ALL += -I/usr/include/libev
 

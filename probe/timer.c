@@ -111,6 +111,10 @@ static int start(lw_timer_t *t, lw_timer_cb cb, uint64_t timeout_ns,
 	lw_loop_t *loop = t->loop;
 	if (t->heap_index)
 		heap_remove(loop, t);
+	/* Outside a run the cached time may be long stale (setup work done
+	 * after lw_loop_new()); inside one it is this iteration's time. */
+	if (!atomic_load_explicit(&loop->running, memory_order_relaxed))
+		lw_update_time(loop);
 	t->cb = cb;
 	t->repeat = repeat_ns;
 	t->due = timeout_ns > UINT64_MAX - loop->now ? UINT64_MAX

@@ -237,3 +237,26 @@ TEST(timer_heap_many)
 	lw_loop_free(loop);
 	free(ts);
 }
+
+/* A timer started before the loop runs counts from when it was started,
+ * even if the loop was made long before. */
+static double stale_fired_at;
+static void stale_fire(lw_timer_t *t)
+{
+	stale_fired_at = lwt_now_ms();
+	lw_stop(t->loop);
+}
+
+TEST(timer_start_before_run_uses_current_time)
+{
+	lw_loop_t *loop;
+	lw_timer_t t;
+	ASSERT_OK(lw_loop_new(&loop, NULL));
+	usleep(150 * 1000); /* setup work after the loop was made */
+	ASSERT_OK(lw_timer_init(loop, &t));
+	double t0 = lwt_now_ms();
+	ASSERT_OK(lw_timer_start(&t, stale_fire, 100, 0));
+	ASSERT_OK(lw_run(loop));
+	ASSERT_GE(stale_fired_at - t0, 99);
+	lw_loop_free(loop);
+}
