@@ -325,8 +325,10 @@ void lw_deferrable_free(lw_deferrable_t *d);
 /*
  * Add a callback (runs on success) or an errback (runs on failure), in the
  * order added.  One added after the outcome that matches it runs at once,
- * before this call returns; one that does not match is dropped.  `*id`, if
- * not NULL, receives a handle for lw_deferrable_cancel().
+ * before this call returns; one that does not match is dropped.  One added
+ * from inside a callback while the deferrable is resolving runs after the
+ * ones already queued.  `*id`, if not NULL, receives a handle for
+ * lw_deferrable_cancel().  -EINVAL for a NULL callback.
  */
 int lw_deferrable_callback(lw_deferrable_t *d, lw_deferrable_cb cb, void *arg,
 			   uint64_t *id);
@@ -345,7 +347,8 @@ int lw_deferrable_fail(lw_deferrable_t *d, void *value);
 
 /*
  * Fail with `value` if still pending after `timeout_ms`.  Calling it again
- * replaces the timeout; lw_deferrable_cancel_timeout() removes it.
+ * replaces the timeout; resolving or lw_deferrable_cancel_timeout() removes
+ * it.  -EALREADY once resolved, -EINVAL for a negative time.
  */
 int lw_deferrable_timeout(lw_deferrable_t *d, int64_t timeout_ms,
 			  void *value);
@@ -364,7 +367,8 @@ typedef void (*lw_queue_cb)(lw_queue_t *q, void *arg, void *item);
 
 int lw_queue_new(lw_loop_t *loop, lw_queue_t **out);
 
-/* Release the queue; pops still waiting are dropped without a call. */
+/* Release the queue; pops still waiting are dropped without a call, and so
+ * are the items.  Safe from a pop callback. */
 void lw_queue_free(lw_queue_t *q);
 
 /* Append an item.  Any thread. */
@@ -387,6 +391,9 @@ size_t lw_queue_size(lw_queue_t *q);
 typedef void (*lw_channel_cb)(lw_channel_t *ch, void *arg, void *item);
 
 int lw_channel_new(lw_loop_t *loop, lw_channel_t **out);
+
+/* Release the channel; pushes not yet delivered are dropped.  Safe from a
+ * subscriber's callback: no further subscriber runs. */
 void lw_channel_free(lw_channel_t *ch);
 
 /* Subscribe; returns a positive id, or -errno. */
@@ -397,7 +404,9 @@ int lw_channel_unsubscribe(lw_channel_t *ch, int64_t id);
 
 /*
  * Deliver `item` to every subscriber, in subscription order: at once on the
- * loop thread, else posted to it (EM.schedule semantics).  Any thread.
+ * loop thread, else posted to it (EM.schedule semantics).  A subscriber
+ * added during a delivery gets the next item, not this one.  Items pushed
+ * from one thread arrive in the order pushed.  Any thread.
  */
 int lw_channel_push(lw_channel_t *ch, void *item);
 
@@ -418,7 +427,11 @@ typedef void (*lw_iterator_done_cb)(lw_iterator_t *it, void *arg);
 
 /*
  * Run `each` over items 0..n-1 with at most `concurrency` not yet done.
- * Items start on later iterations, in order.  `done` may be NULL.
+ * Items start on later iterations, in order; a slot freed by
+ * lw_iterator_next() is filled on the next iteration, so even synchronous
+ * items let the loop poll between them.  With n == 0, `done` runs on the
+ * next iteration.  `done` and `out` may be NULL.  -EINVAL for a NULL `each`
+ * or a concurrency of 0.
  */
 int lw_iterator_start(lw_loop_t *loop, size_t n, unsigned concurrency,
 		      lw_iterator_each_cb each, lw_iterator_done_cb done,
@@ -531,15 +544,29 @@ void lw_server_stop(lw_server_t *s);
 enum {
 	LW_FILE_MODIFIED = 1, /* written or truncated */
 	LW_FILE_MOVED = 2, /* renamed away */
-	LW_FILE_DELETED = 4, /* removed; the watcher stops after this */
+	LW_FILE_DELETED = 4, /* removed; the watcher is freed after this */
 	LW_FILE_ATTRIB = 8, /* metadata changed */
 };
 
 typedef void (*lw_fswatch_cb)(lw_fswatch_t *w, void *arg, int events);
 
-/* Watch a file (EM.watch_file) through inotify. */
+/*
+ * Watch a file (EM.watch_file) through inotify; `cb(w, arg, events)` runs
+ * once per change with its LW_FILE_* bit.  The watch follows the file, not
+ * the name: after LW_FILE_MOVED it reports on the file at its new name.
+ * Removing a file changes its link count (LW_FILE_ATTRIB) before
+ * LW_FILE_DELETED, which the kernel reports only when the last name is gone
+ * and nothing holds the file open; the watcher is freed when that callback
+ * returns.  A path that cannot be watched fails with its errno (-ENOENT,
+ * -EACCES, ...).  `out` may be NULL.  All the watchers of a loop share one
+ * inotify fd; if its queue overflows, every watcher gets LW_FILE_MODIFIED,
+ * as the lost changes cannot be told apart.
+ */
 int lw_fswatch_start(lw_loop_t *loop, const char *path, lw_fswatch_cb cb,
 		     void *arg, lw_fswatch_t **out);
+
+/* Stop and free the watcher; no callback of it runs afterwards.  Safe from
+ * any watcher's callback, including its own. */
 void lw_fswatch_stop(lw_fswatch_t *w);
 
 /*
@@ -548,9 +575,20 @@ void lw_fswatch_stop(lw_fswatch_t *w);
  */
 typedef void (*lw_child_cb)(lw_child_t *w, void *arg, pid_t pid, int status);
 
-/* Watch a child of this process (EM.watch_process) through a pidfd. */
+/*
+ * Watch a child of this process (EM.watch_process) through a pidfd.  A child
+ * that has already exited (not yet reaped) is reported on the next
+ * iteration.  -ECHILD if `pid` is not our child, -ESRCH if there is no such
+ * process, -EBUSY if this loop already watches it, -ENOSYS on kernels
+ * before 5.4.  Anything else in the process that reaps the child first
+ * (waitpid(-1), SIGCHLD set to SIG_IGN) takes its status: the watcher then
+ * ends without a call.  `out` may be NULL.
+ */
 int lw_child_start(lw_loop_t *loop, pid_t pid, lw_child_cb cb, void *arg,
 		   lw_child_t **out);
+
+/* Stop and free the watcher without reaping the child (waitpid() is then
+ * yours).  Safe from its own callback; not after that callback returned. */
 void lw_child_stop(lw_child_t *w);
 
 typedef void (*lw_signal_cb)(lw_signal_t *w, void *arg, int signum);
@@ -558,10 +596,23 @@ typedef void (*lw_signal_cb)(lw_signal_t *w, void *arg, int signum);
 /*
  * Deliver `signum` on the loop thread (signalfd).  The signal is blocked in
  * the calling thread; block it in every other thread of the process too
- * (before creating them) or the kernel may deliver it there instead.
+ * (before creating them) or the kernel may deliver it there instead.  Every
+ * watcher of a signal in one loop gets each instance; two loops watching
+ * one signal compete for it.  Standard signals sent again before the loop
+ * reads them arrive once, as the kernel merges them.  -EINVAL for a signal
+ * that cannot be caught (SIGKILL, SIGSTOP), one glibc keeps for itself (32,
+ * 33), or one out of range.  `out` may be NULL.
  */
 int lw_signal_start(lw_loop_t *loop, int signum, lw_signal_cb cb, void *arg,
 		    lw_signal_t **out);
+
+/*
+ * Stop and free the watcher.  Safe from any watcher's callback, including
+ * its own.  The signal stays blocked: whether the program had blocked it
+ * itself, and in which threads, is not something the library can know, so
+ * unblocking is left to the program.  Instances that arrive while no
+ * watcher is started stay pending.
+ */
 void lw_signal_stop(lw_signal_t *w);
 
 #ifdef __cplusplus
