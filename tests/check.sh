@@ -3,8 +3,8 @@
 #
 #   1. the whole suite, plain build
 #   2. the whole suite under ASan + UBSan (build/asan)
-#   3. the threaded paths under TSan (build/tsan): pool, queue, post, stop,
-#      channel, and the multi-loop test
+#   3. the threaded paths under TSan (build/tsan): pool, defer, queue, post, stop,
+#      channel, watchers, and the multi-loop test
 #
 # Each suite prints its own lines; the last line is the sum of all of them.
 set -uo pipefail
@@ -48,7 +48,7 @@ fi
 if $MAKE -s -j"$JOBS" SAN=tsan BUILD="$BUILD/tsan" tests >/dev/null; then
 	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
 		run_suite tsan "$BUILD/tsan" 'pool_*' 'defer_*' 'queue_*' \
-		'post_*' 'stop_*' 'channel_*' 'loop_multi*'
+		'post_*' 'stop_*' 'channel_*' 'loop_multi*' 'watch_*'
 else
 	echo "check: the TSan build failed"; failed=$((failed + 1))
 fi
