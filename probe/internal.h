@@ -226,6 +226,9 @@ int lw__poll(lw_loop_t *loop, int64_t timeout_ns);
 /* ---- pool ---- */
 
 void lw__pool_free(lw_loop_t *loop);
+/* lw_defer() for internal work (name resolution): the completion is not a
+ * site. */
+int lw__defer_raw(lw_loop_t *loop, lw_work_fn op, lw_done_cb done, void *arg);
 /* Run the completions of finished defers; returns how many ran. */
 int lw__pool_drain(lw_loop_t *loop);
 

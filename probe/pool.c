@@ -27,6 +27,7 @@ typedef struct job {
 	lw_done_cb done;
 	void *arg;
 	void *result;
+	int raw; /* internal completion: not a site */
 } job_t;
 
 typedef struct worker {
@@ -184,10 +185,9 @@ static int pool_get(lw_loop_t *loop, lw__pool_t **out)
 	return err;
 }
 
-int lw_defer(lw_loop_t *loop, lw_work_fn op, lw_done_cb done, void *arg)
+static int submit(lw_loop_t *loop, lw_work_fn op, lw_done_cb done, void *arg,
+		  int raw)
 {
-	if (loop == NULL || op == NULL)
-		return -EINVAL;
 	lw__pool_t *pool;
 	int err = pool_get(loop, &pool);
 	if (err)
@@ -195,7 +195,7 @@ int lw_defer(lw_loop_t *loop, lw_work_fn op, lw_done_cb done, void *arg)
 	job_t *j = malloc(sizeof(*j));
 	if (j == NULL)
 		return -ENOMEM;
-	*j = (job_t){ .op = op, .done = done, .arg = arg };
+	*j = (job_t){ .op = op, .done = done, .arg = arg, .raw = raw };
 	pthread_mutex_lock(&pool->lock);
 	lw__list_insert_tail(&pool->queue, &j->node);
 	pool->queued++;
@@ -204,11 +204,27 @@ int lw_defer(lw_loop_t *loop, lw_work_fn op, lw_done_cb done, void *arg)
 	return 0;
 }
 
+int lw_defer(lw_loop_t *loop, lw_work_fn op, lw_done_cb done, void *arg)
+{
+	if (loop == NULL || op == NULL)
+		return -EINVAL;
+	return submit(loop, op, done, arg, 0);
+}
+
+int lw__defer_raw(lw_loop_t *loop, lw_work_fn op, lw_done_cb done, void *arg)
+{
+	return submit(loop, op, done, arg, 1);
+}
+
 /* The one dispatch point for defer completions. */
 static void dispatch_done(lw_loop_t *loop, job_t *j)
 {
 	if (j->done == NULL)
 		return;
+	if (j->raw) {
+		j->done(loop, j->arg, j->result);
+		return;
+	}
 	lw__site_t *site = lw__site_get(loop, LW_KIND_DEFER, LW_FN(j->done));
 	lw__call_begin(loop, site, 0);
 	j->done(loop, j->arg, j->result);
