@@ -466,24 +466,40 @@ typedef struct lw_conn_handlers {
 	/* Bytes arrived.  `data` is valid only during the call. */
 	void (*on_data)(lw_conn_t *c, const char *data, size_t len);
 	/*
-	 * The connection is gone, with the reason and an errno (0 if none).
+	 * The connection is gone, with the reason and an errno (0 if none;
+	 * ETIMEDOUT for both timeouts; for LW_UNBIND_RESOLVE an errno that
+	 * approximates the resolver's error: ENOENT for an unknown name,
+	 * EAGAIN for a temporary failure).
 	 * The connection is freed when this returns.  Always called exactly
-	 * once for a connection that lw_connect() or a server returned.
+	 * once for a connection that lw_connect() or a server returned, on a
+	 * later loop iteration than the event or call that ended it.
+	 * Required: the only handler that may not be NULL.
 	 */
 	void (*on_unbind)(lw_conn_t *c, int reason, int err);
-	/* The outbound buffer has drained (optional). */
+	/*
+	 * Bytes that had to be queued (the socket was full) are now all
+	 * written (optional).  A write the socket took at once does not call
+	 * it.  Its site kind is LW_KIND_IO: it answers the socket becoming
+	 * writable.
+	 */
 	void (*on_drain)(lw_conn_t *c);
 } lw_conn_handlers_t;
 
 typedef struct lw_connect_options {
-	int64_t connect_timeout_ms; /* 0: none */
+	/* 0: none.  Counts from lw_connect(), name resolution included. */
+	int64_t connect_timeout_ms;
 	int64_t inactivity_timeout_ms; /* 0: none */
 } lw_connect_options_t;
 
 /*
  * Connect to host:port without blocking the loop; the name is resolved on
- * the worker pool.  Every failure after this returns 0 (refused, timeout,
- * name not found) arrives through on_unbind.  `opts` may be NULL.
+ * the worker pool (a numeric IPv4 or IPv6 address is not), and each address
+ * it gives is tried in turn.  Every failure after this returns 0 (refused,
+ * timeout, name not found) arrives through on_unbind.  `opts`, `data` and
+ * `out` may be NULL.  -EINVAL for a NULL handler table or on_unbind, port
+ * 0, negative timeouts, or a host that is empty, longer than 253 bytes, or
+ * has spaces or control characters.  Bytes written before the connection
+ * is up are queued and sent once it is.
  */
 int lw_connect(lw_loop_t *loop, const char *host, uint16_t port,
 	       const lw_conn_handlers_t *h, const lw_connect_options_t *opts,
@@ -491,31 +507,46 @@ int lw_connect(lw_loop_t *loop, const char *host, uint16_t port,
 
 /*
  * Queue bytes for writing.  They are copied; partial writes and a full
- * socket are handled.  -ENOTCONN once the connection is closing.
+ * socket are handled.  -ENOTCONN once the connection is closing.  When the
+ * peer ends its side while bytes are still queued, they are sent before the
+ * connection closes (with LW_UNBIND_CLOSED, or LW_UNBIND_RESET if the peer
+ * is gone altogether).
  */
 int lw_conn_write(lw_conn_t *c, const void *data, size_t len);
 
 /*
  * Close.  With `after_writing`, the queued bytes are sent first
- * (EM's close_connection_after_writing).  on_unbind follows, on a later
- * iteration, with LW_UNBIND_CLOSED.
+ * (EM's close_connection_after_writing); reading stops at once.  on_unbind
+ * follows, on a later iteration, with LW_UNBIND_CLOSED (or the error that
+ * stopped the flush).  Safe from any of the connection's callbacks; no
+ * on_data follows it.  Closing twice is harmless.
  */
 int lw_conn_close(lw_conn_t *c, int after_writing);
 
-/* Stop and resume reading (back-pressure towards the peer). */
+/*
+ * Stop and resume reading (back-pressure towards the peer).  A peer that
+ * closes while reading is paused is noticed on resume.  -ENOTCONN once the
+ * connection is closing.
+ */
 int lw_conn_pause(lw_conn_t *c);
 int lw_conn_resume(lw_conn_t *c);
 
-/* Close with LW_UNBIND_INACTIVITY after `ms` without bytes in or out. */
+/*
+ * Close with LW_UNBIND_INACTIVITY after `ms` without bytes in or out; 0
+ * turns it off.  Counts from this call, or from when the connection comes
+ * up if it is not up yet.
+ */
 int lw_conn_set_inactivity_timeout(lw_conn_t *c, int64_t ms);
 
+/* Bytes queued in the library, not yet taken by the socket. */
 size_t lw_conn_outbound_size(const lw_conn_t *c);
 void lw_conn_set_data(lw_conn_t *c, void *data);
 void *lw_conn_data(const lw_conn_t *c);
 lw_loop_t *lw_conn_loop(const lw_conn_t *c);
 int lw_conn_fd(const lw_conn_t *c);
 
-/* The peer's address as "ip:port" into buf. */
+/* The peer's address as "ip:port" ("[ip6]:port") into buf; -ENOSPC if it
+ * does not fit, -ENOTCONN before an address was chosen. */
 int lw_conn_peer(const lw_conn_t *c, char *buf, size_t len);
 
 typedef struct lw_server_options {
@@ -524,8 +555,12 @@ typedef struct lw_server_options {
 } lw_server_options_t;
 
 /*
- * Listen on host:port (a numeric address; NULL for 0.0.0.0; port 0 for any
- * free port) and give each accepted connection `h` and `data`.
+ * Listen on host:port (a numeric address, else -EINVAL; NULL for 0.0.0.0;
+ * port 0 for any free port) and give each accepted connection `h` and
+ * `data`; on_connect runs as each is accepted.  -EINVAL for a NULL handler
+ * table or on_unbind, or negative options.  When the process runs out of
+ * file descriptors the server stops accepting for 100 ms at a time instead
+ * of spinning; waiting connections stay in the kernel's queue.
  */
 int lw_server_start(lw_loop_t *loop, const char *host, uint16_t port,
 		    const lw_conn_handlers_t *h, const lw_server_options_t *opts,
@@ -534,7 +569,8 @@ int lw_server_start(lw_loop_t *loop, const char *host, uint16_t port,
 /* The port actually bound. */
 uint16_t lw_server_port(const lw_server_t *s);
 
-/* Stop listening; connections already accepted stay open. */
+/* Stop listening and free the server; connections already accepted stay
+ * open.  Safe from a callback of one of its connections. */
 void lw_server_stop(lw_server_t *s);
 
 /* ------------------------------------------------------------------------ */
@@ -602,6 +638,10 @@ typedef void (*lw_signal_cb)(lw_signal_t *w, void *arg, int signum);
  * reads them arrive once, as the kernel merges them.  -EINVAL for a signal
  * that cannot be caught (SIGKILL, SIGSTOP), one glibc keeps for itself (32,
  * 33), or one out of range.  `out` may be NULL.
+ * A signal whose disposition is SIG_IGN is discarded by the kernel before
+ * any signalfd sees it (shells start background jobs with SIGINT ignored):
+ * set it to SIG_DFL while it is blocked if you want it.  The library does
+ * not, because the disposition belongs to the whole process.
  */
 int lw_signal_start(lw_loop_t *loop, int signum, lw_signal_cb cb, void *arg,
 		    lw_signal_t **out);
