@@ -76,6 +76,9 @@ BENCHLIB_OBJ := $(BENCHLIB_SRC:%.c=$(BUILD)/obj/%.o)
 
 DEPS_OK := $(BUILD)/.deps-ok
 
+# Objects are not intermediate files: keep them so make does not rebuild.
+.SECONDARY:
+
 .PHONY: all lib tests examples bench-build check demo bench install clean \
 	deps format
 
@@ -123,7 +126,6 @@ $(BUILD)/examples/%: $(BUILD)/obj/examples/%.o $(EXLIB_OBJ) $(LIB_A)
 $(TEST_OBJ): CFLAGS_ALL += -DLW_SRC_DIR='"$(CURDIR)"'
 
 peer_libs = $(if $(filter %_uv,$(1)),-luv,$(if $(filter %_ev,$(1)),-lev,$(if $(filter %_event,$(1)),-levent)))
-$(BUILD)/obj/bench/%_ev.o: CFLAGS_ALL += -I/usr/include/libev
 
 $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(BENCHLIB_OBJ) $(LIB_A)
 	$(call msg,LD,$@)

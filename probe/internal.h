@@ -114,6 +114,7 @@ struct lw_loop {
 	uint32_t nsites, sites_cap;
 	uint32_t *site_hash; /* site ids, 0 = empty */
 	uint32_t site_hash_cap; /* power of two */
+	lw__site_t *site_mru; /* the last site looked up: most lookups repeat it */
 	lw__site_t fallback_site; /* used when a site cannot be allocated */
 	struct lw__site_name *names;
 	uint32_t nnames, names_cap;

@@ -33,6 +33,8 @@ const char *lw_kind_name(int kind)
 }
 
 /* A 64-bit mix of the key; the low bits index the table. */
+static lw__site_t *lookup(lw_loop_t *loop, int kind, lw_fn fn);
+
 static uint32_t site_hash(lw_fn fn, int kind)
 {
 	uint64_t x = (uint64_t)(uintptr_t)fn ^ ((uint64_t)kind << 56);
@@ -71,6 +73,19 @@ static int rehash(lw_loop_t *loop)
 }
 
 lw__site_t *lw__site_get(lw_loop_t *loop, int kind, lw_fn fn)
+{
+	/* Registrations come in runs of one callback (a server's accepted
+	 * connections, a batch of timers): check the last one first. */
+	lw__site_t *mru = loop->site_mru;
+	if (mru != NULL && mru->fn == fn && mru->kind == kind)
+		return mru;
+	lw__site_t *s = lookup(loop, kind, fn);
+	if (s != &loop->fallback_site)
+		loop->site_mru = s;
+	return s;
+}
+
+static lw__site_t *lookup(lw_loop_t *loop, int kind, lw_fn fn)
 {
 	if (loop->site_hash_cap != 0) {
 		uint32_t mask = loop->site_hash_cap - 1;
@@ -171,6 +186,7 @@ void lw__sites_free(lw_loop_t *loop)
 	free(loop->names);
 	loop->sites = NULL;
 	loop->site_hash = NULL;
+	loop->site_mru = NULL;
 	loop->names = NULL;
 	loop->nsites = loop->sites_cap = loop->site_hash_cap = 0;
 	loop->nnames = loop->names_cap = 0;
