@@ -41,7 +41,7 @@ endif
 
 OPT ?= -O2
 CFLAGS_ALL := -std=gnu11 $(WARN) $(OPT) -g -fno-omit-frame-pointer \
-	-D_GNU_SOURCE -Iinclude -Iprobe -pthread -fPIC $(CFLAGS)
+	-D_GNU_SOURCE -Iinclude -pthread -fPIC $(CFLAGS)
 LDFLAGS_ALL := -pthread $(LDFLAGS)
 
 ifeq ($(SAN),asan)
@@ -57,6 +57,23 @@ PROBE_SRC := $(sort $(wildcard probe/*.c))
 PROBE_OBJ := $(PROBE_SRC:%.c=$(BUILD)/obj/%.o)
 LIB_A := $(BUILD)/lib/libloopwatch.a
 LIB_SO := $(BUILD)/lib/libloopwatch.so
+
+# agent/: the reader library (everything but main.c) and the loopwatch
+# command.  It depends on the ring ABI header, never on probe/ internals.
+AGENT_SRC := $(sort $(filter-out agent/main.c,$(wildcard agent/*.c)))
+AGENT_OBJ := $(AGENT_SRC:%.c=$(BUILD)/obj/%.o)
+AGENT_A := $(if $(AGENT_SRC),$(BUILD)/lib/libloopwatch-agent.a)
+LOOPWATCH_BIN := $(if $(wildcard agent/main.c),$(BUILD)/bin/loopwatch)
+
+# Programs the tests start: tests/progs/NAME.c -> $(BUILD)/tests/progs/NAME
+TESTPROG_SRC := $(sort $(wildcard tests/progs/*.c))
+TESTPROG_BIN := $(TESTPROG_SRC:tests/progs/%.c=$(BUILD)/tests/progs/%)
+
+# Fuzz targets: fuzz/NAME.c, built with clang's libFuzzer into
+# $(BUILD)/fuzz/NAME (its own folder and flags; see `make fuzz`).
+FUZZ_SRC := $(sort $(wildcard fuzz/*.c))
+FUZZ_BIN := $(FUZZ_SRC:fuzz/%.c=$(BUILD)/fuzz/%)
+FUZZ_TIME ?= 600
 
 TEST_SRC := $(sort $(wildcard tests/*.c))
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/obj/%.o)
@@ -79,10 +96,10 @@ DEPS_OK := $(BUILD)/.deps-ok
 # Objects are not intermediate files: keep them so make does not rebuild.
 .SECONDARY:
 
-.PHONY: all lib tests examples bench-build check demo bench install clean \
-	deps format
+.PHONY: all lib agent tests examples bench-build check demo bench install \
+	clean deps format fuzz fuzz-build
 
-all: lib tests examples bench-build
+all: lib agent tests examples bench-build
 
 # The dependency script installs what is missing (as root) or says what to
 # install; it runs once per build folder.
@@ -93,6 +110,7 @@ deps:
 	$(Q)bash tools/deps.sh
 
 lib: $(LIB_A) $(LIB_SO)
+agent: $(LOOPWATCH_BIN)
 tests: $(TEST_BIN)
 examples: $(EXAMPLE_BIN)
 bench-build: $(BENCH_BIN)
@@ -112,18 +130,56 @@ $(LIB_SO): $(PROBE_OBJ)
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) -shared -Wl,-soname,libloopwatch.so.0 $(LDFLAGS_ALL) -o $@ $^
 
-$(TEST_BIN): $(TEST_OBJ) $(LIB_A) $(EXAMPLE_BIN)
+$(AGENT_A): $(AGENT_OBJ)
+	$(call msg,AR,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)rm -f $@ && $(AR) rcs $@ $^
+
+$(LOOPWATCH_BIN): $(BUILD)/obj/agent/main.o $(AGENT_A)
 	$(call msg,LD,$@)
 	$(Q)mkdir -p $(@D)
-	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $(TEST_OBJ) $(LIB_A)
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^
+
+$(BUILD)/tests/progs/%: $(BUILD)/obj/tests/progs/%.o $(LIB_A)
+	$(call msg,LD,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^
+
+$(TEST_BIN): $(TEST_OBJ) $(AGENT_A) $(LIB_A) $(EXAMPLE_BIN) $(TESTPROG_BIN) \
+		$(LOOPWATCH_BIN)
+	$(call msg,LD,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $(TEST_OBJ) $(AGENT_A) $(LIB_A)
+
+# libFuzzer needs clang; the fuzz build has its own flags and no -Werror
+# variance: it compiles the agent's sources straight in.
+FUZZ_CFLAGS := -std=gnu11 -g -O1 -fno-omit-frame-pointer -D_GNU_SOURCE \
+	-Iinclude -Iagent -fsanitize=fuzzer,address,undefined
+$(BUILD)/fuzz/%: fuzz/%.c $(AGENT_SRC) $(wildcard agent/*.h include/*.h)
+	$(call msg,FUZZ,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)clang $(FUZZ_CFLAGS) -o $@ $< $(AGENT_SRC)
+fuzz-build: $(FUZZ_BIN)
+
+# Fuzz every target for FUZZ_TIME seconds each (make check runs a short
+# version through tests/check.sh), growing fuzz/corpus/NAME.
+fuzz: fuzz-build
+	$(Q)for f in $(FUZZ_BIN); do n=$$(basename $$f); \
+		mkdir -p fuzz/corpus/$$n; \
+		$$f -max_total_time=$(FUZZ_TIME) -print_final_stats=1 \
+			fuzz/corpus/$$n || exit 1; done
 
 $(BUILD)/examples/%: $(BUILD)/obj/examples/%.o $(EXLIB_OBJ) $(LIB_A)
 	$(call msg,LD,$@)
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^
 
+# Each component sees its own headers and the public ones, no more: probe/
+# its internals; agent/ the ring ABI (include/); tests both.
+$(PROBE_OBJ): CFLAGS_ALL += -Iprobe
+$(AGENT_OBJ) $(BUILD)/obj/agent/main.o: CFLAGS_ALL += -Iagent
 # Tests that drive the build itself (make install) need the source folder.
-$(TEST_OBJ): CFLAGS_ALL += -DLW_SRC_DIR='"$(CURDIR)"'
+$(TEST_OBJ): CFLAGS_ALL += -DLW_SRC_DIR='"$(CURDIR)"' -Iprobe -Iagent
 
 peer_libs = $(if $(filter %_uv,$(1)),-luv,$(if $(filter %_ev,$(1)),-lev,$(if $(filter %_event,$(1)),-levent)))
 
@@ -147,7 +203,8 @@ install: lib
 	$(Q)install -m 644 $(LIB_A) $(DESTDIR)$(PREFIX)/lib/
 	$(Q)install -m 755 $(LIB_SO) $(DESTDIR)$(PREFIX)/lib/libloopwatch.so.0
 	$(Q)ln -sf libloopwatch.so.0 $(DESTDIR)$(PREFIX)/lib/libloopwatch.so
-	$(Q)install -m 644 include/loopwatch.h $(DESTDIR)$(PREFIX)/include/
+	$(Q)install -m 644 include/loopwatch.h include/loopwatch_ring.h \
+		$(DESTDIR)$(PREFIX)/include/
 	$(Q)sed -e 's|@PREFIX@|$(PREFIX)|' \
 		-e 's|@VERSION@|$(shell sed -n 's/^#define LW_VERSION_\(MAJOR\|MINOR\|PATCH\) //p' include/loopwatch.h | paste -sd.)|' \
 		tools/loopwatch.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/loopwatch.pc
