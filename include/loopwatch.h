@@ -74,6 +74,7 @@ typedef enum lw_kind {
 	LW_KIND_CHILD = 14, /* a watched child process exited */
 	LW_KIND_SIGNAL = 15, /* a watched signal arrived */
 	LW_KIND_PROBE = 16, /* reported through the probe API by a foreign loop */
+	LW_KIND_WORK = 17, /* a job on the defer pool (named, never recorded) */
 	LW_KIND_MAX_
 } lw_kind_t;
 
@@ -118,6 +119,16 @@ typedef struct lw_loop_options {
 	 * threads start at the first lw_defer().
 	 */
 	unsigned defer_threads;
+	/*
+	 * The loop's ring: the shared memory through which loopwatch reads
+	 * every callback's duration (docs/ring-abi.md).  Records it holds
+	 * before the oldest is overwritten, rounded up to a power of two;
+	 * 0 means LOOPWATCH_RING_SIZE from the environment, or 65536.
+	 */
+	unsigned ring_capacity;
+	/* Non-zero: no ring for this loop.  LOOPWATCH=off in the environment
+	 * turns rings off for the whole process. */
+	int no_ring;
 } lw_loop_options_t;
 
 /* Make a loop.  `opts` may be NULL.  Returns 0 or -errno. */
@@ -156,6 +167,9 @@ uint64_t lw_now(const lw_loop_t *loop);
 
 /* Refresh the cached time now. */
 void lw_update_time(lw_loop_t *loop);
+
+/* The loop's ring memfd, or -1 when it has none. */
+int lw_loop_ring_fd(const lw_loop_t *loop);
 
 /* The loop's name (never NULL) and the user pointer for the whole loop. */
 const char *lw_loop_name(const lw_loop_t *loop);
@@ -654,6 +668,62 @@ int lw_signal_start(lw_loop_t *loop, int signum, lw_signal_cb cb, void *arg,
  * watcher is started stay pending.
  */
 void lw_signal_stop(lw_signal_t *w);
+
+/* ------------------------------------------------------------------------ */
+/* The probe API: report another event loop's callbacks                     */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * A loop that is not libloopwatch's (a hand-written epoll loop, libuv,
+ * libev, libevent) reports its callbacks into a ring of its own through
+ * these calls, and loopwatch reads it like any other:
+ *
+ *	lw_probe_t *p;
+ *	lw_probe_new(&p, "main", 0);              // on the loop's thread
+ *	uint32_t s = lw_probe_site(p, LW_KIND_IO, LW_FN(on_read), "on_read");
+ *	for (;;) {
+ *		lw_probe_wait_enter(p);
+ *		n = epoll_wait(...);
+ *		lw_probe_wait_exit(p);
+ *		for (each event) {
+ *			lw_probe_begin(p, s);
+ *			on_read(...);
+ *			lw_probe_end(p);
+ *		}
+ *	}
+ *
+ * All calls but lw_probe_new() and lw_probe_free() are for the loop's
+ * thread, never block, and cost a few ns.  With LOOPWATCH=off, or when the
+ * ring cannot be made, lw_probe_new() still succeeds and every other call
+ * does nothing, so the loop needs no second code path.
+ */
+typedef struct lw_probe lw_probe_t;
+
+/* Make a probe and its ring, named `name`; `capacity` as in
+ * lw_loop_options_t.  The calling thread is recorded as the loop's. */
+int lw_probe_new(lw_probe_t **out, const char *name, unsigned capacity);
+void lw_probe_free(lw_probe_t *p);
+
+/* 1 if the probe has a ring (reports go somewhere). */
+int lw_probe_enabled(const lw_probe_t *p);
+
+/*
+ * Declare a site: a callback of the loop, its kind (lw_kind_t), and an
+ * optional name.  Returns its id (> 0) for lw_probe_begin(); the same
+ * (kind, fn) gives the same id.  0 if the probe is off.
+ */
+uint32_t lw_probe_site(lw_probe_t *p, int kind, lw_fn fn, const char *name);
+
+/* A callback of site `site` starts; `due_ns` (CLOCK_MONOTONIC) is when a
+ * timer was due, so its lateness is recorded, or 0. */
+void lw_probe_begin(lw_probe_t *p, uint32_t site, uint64_t due_ns);
+
+/* The callback begun last ends. */
+void lw_probe_end(lw_probe_t *p);
+
+/* The loop enters / leaves its wait (epoll_wait, poll, ...). */
+void lw_probe_wait_enter(lw_probe_t *p);
+void lw_probe_wait_exit(lw_probe_t *p);
 
 #ifdef __cplusplus
 }

@@ -15,7 +15,9 @@
 #define LW_INTERNAL_H
 
 #include "loopwatch.h"
+#include "clock.h"
 #include "list.h"
+#include "ring.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -86,6 +88,10 @@ struct lw_loop {
 	atomic_int stop_flag;
 
 	uint64_t now; /* cached CLOCK_MONOTONIC ns */
+	lw__clock_t clock; /* cheap timestamps (TSC where it is invariant) */
+	lw__ring_t *ring; /* NULL when off */
+	pthread_t ring_thread; /* the thread whose tid the ring holds */
+	int ring_thread_set;
 
 	/* Timers: a 4-ary min-heap, 1-based (index 0 unused). */
 	lw__heap_entry_t *heap;
@@ -133,9 +139,6 @@ struct lw_loop {
 	uint64_t busy_ns, idle_ns;
 	uint64_t busy_mark; /* when the last wait returned, 0 if not running */
 
-	/* The callback running now (the ring's current-callback slot). */
-	lw__site_t *cur_site;
-	uint64_t cur_start;
 };
 
 struct lw__site_name {
@@ -153,6 +156,9 @@ static inline uint64_t lw__hrtime(void)
 }
 
 /* ---- sites and dispatch ---- */
+
+/* Publish every site to a ring that was just (re)made. */
+void lw__sites_publish(lw_loop_t *loop);
 
 /* Find or make the site for (kind, fn).  Never NULL (falls back to a shared
  * "unknown" site when out of memory).  Loop thread. */
@@ -175,22 +181,56 @@ static inline lw__site_t *lw__site_cached(lw_loop_t *loop, void **slot,
 
 /*
  * Bracket one callback invocation.  `due` is the time the callback was due
- * (timers), or 0; the lateness is now - due.  These two are the only place
- * where a callback's timing is taken.
+ * (timers), or 0; the lateness is start - due.  These are the only place
+ * where a callback's timing is taken: they write its record to the ring.
  */
+static inline void lw__call_begin_(lw_loop_t *loop, lw__site_t *site,
+				   uint64_t due, int chained)
+{
+	site->calls++;
+	loop->callbacks++;
+#ifndef LW_NO_RING
+	if (loop->ring != NULL)
+		lw__ring_begin(loop->ring, site->id, site->kind, due, chained);
+#else
+	LW__UNUSED(due);
+	LW__UNUSED(chained);
+#endif
+}
+
 static inline void lw__call_begin(lw_loop_t *loop, lw__site_t *site,
 				  uint64_t due)
 {
-	LW__UNUSED(due);
-	site->calls++;
-	loop->callbacks++;
-	loop->cur_site = site;
+	lw__call_begin_(loop, site, due, 0);
+}
+
+/* For the loop's own dispatch loops only (see ring.h): the previous
+ * callback's end may serve as this one's start. */
+static inline void lw__call_begin_chained(lw_loop_t *loop, lw__site_t *site,
+					  uint64_t due)
+{
+	lw__call_begin_(loop, site, due, 1);
 }
 
 static inline void lw__call_end(lw_loop_t *loop, lw__site_t *site)
 {
 	LW__UNUSED(site);
-	loop->cur_site = NULL;
+#ifndef LW_NO_RING
+	if (loop->ring != NULL)
+		lw__ring_end(loop->ring);
+#endif
+}
+
+/* Internal work that may take time runs between callbacks: the next
+ * callback's start must be read from the clock (see ring.h). */
+static inline void lw__gap(lw_loop_t *loop)
+{
+#ifndef LW_NO_RING
+	if (loop->ring != NULL)
+		lw__ring_gap(loop->ring);
+#else
+	LW__UNUSED(loop);
+#endif
 }
 
 void lw__sites_free(lw_loop_t *loop);

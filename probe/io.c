@@ -135,9 +135,10 @@ static void dispatch_io(lw_loop_t *loop, lw_io_t *io, int events)
 	lw__site_t *site = io->site;
 	if (site == NULL) {
 		io->cb(io, events);
+		lw__gap(loop);
 		return;
 	}
-	lw__call_begin(loop, site, 0);
+	lw__call_begin_chained(loop, site, 0);
 	io->cb(io, events);
 	lw__call_end(loop, site);
 }
@@ -151,7 +152,13 @@ int lw__poll(lw_loop_t *loop, int64_t timeout_ns)
 		tsp = &ts;
 	}
 
-	uint64_t before = lw__hrtime();
+	/* Busy time ends and idle time starts here; the wait's return is the
+	 * iteration's fresh clock reading (see clock.h, ring.h). */
+	uint64_t before = lw__clock_ns(&loop->clock, lw__clock_raw(&loop->clock));
+	if (loop->busy_mark != 0 && before > loop->busy_mark)
+		loop->busy_ns += before - loop->busy_mark;
+	if (loop->ring != NULL)
+		lw__ring_wait_enter(loop->ring, before);
 	int n = epoll_pwait2(loop->epfd, loop->events, LW__MAX_EVENTS, tsp,
 			     NULL);
 	if (n < 0 && errno == ENOSYS) {
@@ -162,9 +169,13 @@ int lw__poll(lw_loop_t *loop, int64_t timeout_ns)
 		n = epoll_wait(loop->epfd, loop->events, LW__MAX_EVENTS, ms);
 	}
 	int err = errno;
-	uint64_t after = lw__hrtime();
-	loop->idle_ns += after - before;
+	uint64_t raw, after = lw__clock_rebase(&loop->clock, &raw);
+	if (after > before)
+		loop->idle_ns += after - before;
 	loop->now = after;
+	loop->busy_mark = after;
+	if (loop->ring != NULL)
+		lw__ring_wait_exit(loop->ring, before, after, raw);
 	if (n < 0)
 		return err == EINTR ? 0 : -err;
 

@@ -91,12 +91,19 @@ int lw_loop_new(lw_loop_t **out, const lw_loop_options_t *opts)
 		err = -errno;
 		goto fail_eventfd;
 	}
-	loop->now = lw__hrtime();
+	lw__clock_init(&loop->clock);
+	loop->now = lw__mono_ns();
 	err = lw_io_init(loop, &loop->wake_io, loop->wakefd);
 	if (err == 0)
 		err = lw__io_start_raw(&loop->wake_io, LW_READABLE, on_wake);
 	if (err)
 		goto fail_wake;
+	/* A loop without its ring still works: profiling is never a reason
+	 * to fail the program. */
+	if (!(opts && opts->no_ring))
+		lw__ring_new(&loop->ring, loop->name,
+			     opts ? opts->ring_capacity : 0, LW_RING_F_REACTOR,
+			     &loop->clock);
 	*out = loop;
 	return 0;
 
@@ -131,6 +138,7 @@ void lw_loop_free(lw_loop_t *loop)
 	lw_io_stop(&loop->wake_io);
 	close(loop->wakefd);
 	close(loop->epfd);
+	lw__ring_free(loop->ring);
 	lw__calls_free(loop);
 	lw__sites_free(loop);
 	free(loop->heap);
@@ -141,9 +149,41 @@ void lw_loop_free(lw_loop_t *loop)
 	free(loop);
 }
 
+/* Tell the ring which thread runs the loop; gettid() is a system call, so
+ * only when the thread changed. */
+static void note_thread(lw_loop_t *loop)
+{
+	if (loop->ring == NULL)
+		return;
+	if (loop->ring_thread_set && pthread_equal(loop->ring_thread,
+						   pthread_self()))
+		return;
+	lw__ring_set_tid(loop->ring);
+	loop->ring_thread = pthread_self();
+	loop->ring_thread_set = 1;
+}
+
+/* In a child after fork(), the inherited ring is the parent's: make the
+ * child's own, once, before the child's loop writes anything. */
+static void check_fork(lw_loop_t *loop)
+{
+	if (loop->ring == NULL || !lw__ring_stale(loop->ring))
+		return;
+	if (lw__ring_renew(loop->ring) != 0) {
+		free(loop->ring);
+		loop->ring = NULL;
+		return;
+	}
+	lw__sites_publish(loop);
+	loop->ring_thread_set = 0;
+	if (atomic_load(&loop->on_thread))
+		note_thread(loop);
+}
+
 /* One iteration.  `max_wait_ns` caps the wait (-1: no cap). */
 static int iterate(lw_loop_t *loop, int64_t max_wait_ns)
 {
+	check_fork(loop);
 	int ran = lw__run_timers(loop);
 	ran += lw__run_ticks(loop);
 
@@ -155,11 +195,7 @@ static int iterate(lw_loop_t *loop, int64_t max_wait_ns)
 	if (max_wait_ns >= 0 && (timeout < 0 || timeout > max_wait_ns))
 		timeout = max_wait_ns;
 
-	uint64_t before = lw__hrtime();
-	if (loop->busy_mark != 0)
-		loop->busy_ns += before - loop->busy_mark;
 	int r = lw__poll(loop, timeout);
-	loop->busy_mark = loop->now;
 	loop->iterations++;
 	if (r < 0)
 		return r;
@@ -177,6 +213,10 @@ int lw_run(lw_loop_t *loop)
 	atomic_store(&loop->on_thread, 1);
 	lw_update_time(loop);
 	loop->busy_mark = loop->now;
+	check_fork(loop);
+	note_thread(loop);
+	/* The caller's own code ran since the last callback of the loop. */
+	lw__gap(loop);
 
 	int err = 0;
 	while (!atomic_load(&loop->stop_flag)) {
@@ -206,6 +246,10 @@ int lw_run_once(lw_loop_t *loop, int timeout_ms)
 	loop->thread = pthread_self();
 	atomic_store(&loop->on_thread, 1);
 	lw_update_time(loop);
+	check_fork(loop);
+	note_thread(loop);
+	/* The caller's own code ran since the last callback of the loop. */
+	lw__gap(loop);
 	int r = iterate(loop, timeout_ms < 0 ? -1
 					      : (int64_t)timeout_ms * 1000000);
 	atomic_store(&loop->stop_flag, 0);
@@ -239,7 +283,12 @@ uint64_t lw_now(const lw_loop_t *loop)
 
 void lw_update_time(lw_loop_t *loop)
 {
-	loop->now = lw__hrtime();
+	loop->now = lw__mono_ns();
+}
+
+int lw_loop_ring_fd(const lw_loop_t *loop)
+{
+	return loop != NULL && loop->ring != NULL ? loop->ring->fd : -1;
 }
 
 const char *lw_loop_name(const lw_loop_t *loop)

@@ -28,6 +28,7 @@ typedef struct job {
 	void *arg;
 	void *result;
 	int raw; /* internal completion: not a site */
+	uint32_t site; /* the op's site (LW_KIND_WORK), or 0 */
 } job_t;
 
 typedef struct worker {
@@ -35,6 +36,7 @@ typedef struct worker {
 	pthread_t thread;
 	uint64_t start; /* start of the running job, 0 when idle */
 	lw_fn fn; /* its op */
+	uint32_t site; /* its op's site, or 0 */
 } worker_t;
 
 struct lw__pool {
@@ -48,7 +50,39 @@ struct lw__pool {
 	int shutdown;
 	unsigned nthreads;
 	worker_t *workers;
+	unsigned fork_gen; /* lw__fork_gen when the threads were made */
 };
+
+/*
+ * Mirror the pool's state into the loop's ring header, so that a reader
+ * sees a clogged pool (queue depth, busy workers, the oldest running job)
+ * without asking the process.  Called with pool->lock held, on every change.
+ */
+static void publish(lw__pool_t *pool)
+{
+	lw__ring_t *r = pool->loop->ring;
+	if (r == NULL)
+		return;
+	struct lw_ring_header *h = r->hdr;
+	uint64_t oldest = 0, fn = 0;
+	uint32_t site = 0;
+	for (unsigned i = 0; i < pool->nthreads; i++) {
+		const worker_t *w = &pool->workers[i];
+		if (w->start != 0 && (oldest == 0 || w->start < oldest)) {
+			oldest = w->start;
+			fn = (uint64_t)(uintptr_t)w->fn;
+			site = w->site;
+		}
+	}
+	__atomic_store_n(&h->pool_threads, pool->nthreads, __ATOMIC_RELAXED);
+	__atomic_store_n(&h->pool_busy, pool->busy, __ATOMIC_RELAXED);
+	__atomic_store_n(&h->pool_queued, pool->queued, __ATOMIC_RELAXED);
+	__atomic_store_n(&h->pool_oldest_site, site, __ATOMIC_RELAXED);
+	__atomic_store_n(&h->pool_oldest_start_ns, oldest, __ATOMIC_RELAXED);
+	__atomic_store_n(&h->pool_oldest_fn, fn, __ATOMIC_RELAXED);
+	__atomic_store_n(&h->pool_completed, pool->completed,
+			 __ATOMIC_RELAXED);
+}
 
 static void *worker_main(void *p)
 {
@@ -68,6 +102,8 @@ static void *worker_main(void *p)
 		pool->busy++;
 		w->start = lw__hrtime();
 		w->fn = LW_FN(j->op);
+		w->site = j->site;
+		publish(pool);
 		pthread_mutex_unlock(&pool->lock);
 
 		j->result = j->op(j->arg);
@@ -75,8 +111,10 @@ static void *worker_main(void *p)
 		pthread_mutex_lock(&pool->lock);
 		w->start = 0;
 		w->fn = NULL;
+		w->site = 0;
 		pool->busy--;
 		pool->completed++;
+		publish(pool);
 		lw__list_insert_tail(&pool->done, &j->node);
 		pthread_mutex_unlock(&pool->lock);
 		lw__wakeup(pool->loop);
@@ -130,6 +168,7 @@ static int pool_create(lw_loop_t *loop, lw__pool_t **out)
 	if (pool == NULL)
 		return -ENOMEM;
 	pool->loop = loop;
+	pool->fork_gen = __atomic_load_n(&lw__fork_gen, __ATOMIC_RELAXED);
 	lw__list_init(&pool->queue);
 	lw__list_init(&pool->done);
 	pthread_mutex_init(&pool->lock, NULL);
@@ -168,13 +207,21 @@ static int pool_create(lw_loop_t *loop, lw__pool_t **out)
 static int pool_get(lw_loop_t *loop, lw__pool_t **out)
 {
 	lw__pool_t *pool = atomic_load(&loop->pool);
-	if (pool != NULL) {
+	unsigned gen = __atomic_load_n(&lw__fork_gen, __ATOMIC_RELAXED);
+	if (pool != NULL && pool->fork_gen == gen) {
 		*out = pool;
 		return 0;
 	}
 	pthread_mutex_lock(&loop->pool_lock);
 	pool = atomic_load(&loop->pool);
 	int err = 0;
+	if (pool != NULL && pool->fork_gen != gen) {
+		/* A forked child inherits the pool but none of its threads, and
+		 * maybe a lock held by one of them: it cannot be used or freed.
+		 * Leave it (a one-off leak per fork) and start a new one. */
+		atomic_store(&loop->pool, NULL);
+		pool = NULL;
+	}
 	if (pool == NULL) {
 		err = pool_create(loop, &pool);
 		if (err == 0)
@@ -196,9 +243,14 @@ static int submit(lw_loop_t *loop, lw_work_fn op, lw_done_cb done, void *arg,
 	if (j == NULL)
 		return -ENOMEM;
 	*j = (job_t){ .op = op, .done = done, .arg = arg, .raw = raw };
+	/* Name the job for readers when we can intern its site (sites belong
+	 * to the loop thread). */
+	if (!raw && lw_on_loop_thread(loop))
+		j->site = lw__site_get(loop, LW_KIND_WORK, LW_FN(op))->id;
 	pthread_mutex_lock(&pool->lock);
 	lw__list_insert_tail(&pool->queue, &j->node);
 	pool->queued++;
+	publish(pool);
 	pthread_cond_signal(&pool->cond);
 	pthread_mutex_unlock(&pool->lock);
 	return 0;
@@ -226,7 +278,7 @@ static void dispatch_done(lw_loop_t *loop, job_t *j)
 		return;
 	}
 	lw__site_t *site = lw__site_get(loop, LW_KIND_DEFER, LW_FN(j->done));
-	lw__call_begin(loop, site, 0);
+	lw__call_begin_chained(loop, site, 0);
 	j->done(loop, j->arg, j->result);
 	lw__call_end(loop, site);
 }

@@ -22,7 +22,7 @@ static const char *const kind_names[LW_KIND_MAX_] = {
 	[LW_KIND_CONNECT] = "connect",	   [LW_KIND_DATA] = "data",
 	[LW_KIND_UNBIND] = "unbind",	   [LW_KIND_FILE] = "file",
 	[LW_KIND_CHILD] = "child",	   [LW_KIND_SIGNAL] = "signal",
-	[LW_KIND_PROBE] = "probe",
+	[LW_KIND_PROBE] = "probe",	   [LW_KIND_WORK] = "work",
 };
 
 const char *lw_kind_name(int kind)
@@ -34,6 +34,20 @@ const char *lw_kind_name(int kind)
 
 /* A 64-bit mix of the key; the low bits index the table. */
 static lw__site_t *lookup(lw_loop_t *loop, int kind, lw_fn fn);
+
+/* Describe a site in the loop's ring, so readers can name it. */
+static void publish(lw_loop_t *loop, const lw__site_t *s)
+{
+	if (loop->ring != NULL)
+		lw__ring_site(loop->ring, s->id, s->kind,
+			      (uint64_t)(uintptr_t)s->fn, s->name);
+}
+
+void lw__sites_publish(lw_loop_t *loop)
+{
+	for (uint32_t id = 1; id <= loop->nsites; id++)
+		publish(loop, loop->sites[id - 1]);
+}
 
 static uint32_t site_hash(lw_fn fn, int kind)
 {
@@ -120,6 +134,7 @@ static lw__site_t *lookup(lw_loop_t *loop, int kind, lw_fn fn)
 	while (loop->site_hash[i] != 0)
 		i = (i + 1) & mask;
 	loop->site_hash[i] = s->id;
+	publish(loop, s);
 	return s;
 }
 
@@ -151,9 +166,11 @@ int lw_site_name(lw_loop_t *loop, lw_fn fn, const char *name)
 	/* Sites already seen take the new name too. */
 	for (uint32_t id = 1; id <= loop->nsites; id++) {
 		lw__site_t *s = loop->sites[id - 1];
-		if (s->fn == fn)
+		if (s->fn == fn) {
 			snprintf(s->name, sizeof(s->name), "%s",
 				 name ? name : "");
+			publish(loop, s);
+		}
 	}
 	return 0;
 }

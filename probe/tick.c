@@ -36,12 +36,13 @@ static void dispatch_call(lw_loop_t *loop, lw__call_t *c)
 {
 	if (c->kind == 0) {
 		c->cb(loop, c->arg);
+		lw__gap(loop);
 		return;
 	}
 	lw__site_t *site = c->site;
 	if (site == NULL)
 		site = lw__site_get(loop, c->kind, LW_FN(c->cb));
-	lw__call_begin(loop, site, 0);
+	lw__call_begin_chained(loop, site, 0);
 	c->cb(loop, c->arg);
 	lw__call_end(loop, site);
 }

@@ -190,11 +190,12 @@ static void dispatch_timer(lw_loop_t *loop, lw_timer_t *t, uint64_t due)
 {
 	if (t->flags & TIMER_RAW) {
 		t->cb(t);
+		lw__gap(loop);
 		return;
 	}
 	lw__site_t *site = lw__site_cached(loop, &t->site, LW_KIND_TIMER,
 					   LW_FN(t->cb));
-	lw__call_begin(loop, site, due);
+	lw__call_begin_chained(loop, site, due);
 	t->cb(t);
 	lw__call_end(loop, site);
 }
