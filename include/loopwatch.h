@@ -212,6 +212,8 @@ struct lw_timer {
 	uint32_t flags;
 };
 
+/* Set up a timer for `loop`.  It clears the whole struct, `data` included:
+ * set `data` after this call. */
 int lw_timer_init(lw_loop_t *loop, lw_timer_t *timer);
 
 /*
@@ -300,7 +302,8 @@ struct lw_io {
 	int registered; /* what epoll currently has */
 };
 
-/* Watch `fd`, which stays the caller's.  -EBADF if it is not open. */
+/* Watch `fd`, which stays the caller's.  -EBADF if it is not open.  It
+ * clears the whole struct, `data` included: set `data` after this call. */
 int lw_io_init(lw_loop_t *loop, lw_io_t *io, int fd);
 
 /*

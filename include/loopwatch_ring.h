@@ -34,8 +34,10 @@
  *     The writer's release fence before it touches slot j pairs with the
  *     reader's acquire fence after its copy: a reader that saw any byte of
  *     record j in slot i (= j - capacity) also sees head >= j and discards
- *     the copy.  A reader whose position fell more than `capacity` behind
- *     head has lost exactly head - capacity - position records.
+ *     the copy.  So the slot of record head - capacity cannot be told from
+ *     one being overwritten, and at most capacity - 1 records behind head
+ *     are readable: a reader whose position fell further behind has lost
+ *     exactly head - (capacity - 1) - position records.
  *
  *   - Sites: the writer fills entry id - 1 completely, then stores nsites
  *     (release); a reader loads nsites (acquire) and reads entries below it.
@@ -44,9 +46,12 @@
  *
  *   - The current-callback slot: at a callback's start the writer stores
  *     cur_start_ns, then cur_kind, then cur_site (release); at its end it
- *     stores cur_site = 0 (release).  A reader loads cur_start_ns (acquire),
- *     cur_site (acquire), cur_kind, then cur_start_ns again; if both starts
- *     agree and the site is not 0, that callback has been running since then.
+ *     stores cur_site = 0 (release).  When the slot already holds a callback
+ *     (a nested one starts, or the outer one is restored when it ends), the
+ *     writer first stores cur_site = 0, then a release fence.  A reader loads
+ *     cur_start_ns (acquire), cur_site (acquire), cur_kind, then
+ *     cur_start_ns again; if both starts agree and the site is not 0, that
+ *     callback has been running since then.
  *
  *   - Counters (iterations, busy_ns, idle_ns, wait_since_ns) are single
  *     aligned 64-bit stores: a reader sees each one whole, not all of them

@@ -101,9 +101,16 @@ int lw__ring_renew(lw__ring_t *r);
 
 /* ---- the hot path ---- */
 
+/* Fill the current-callback slot.  `replacing`: a callback is in the slot
+ * now (nesting), so the site is cleared first; otherwise a reader could pair
+ * the new start with the old site (loopwatch_ring.h). */
 static inline void lw__ring_slot(struct lw_ring_header *h, uint64_t start_ns,
-				 uint32_t kind, uint32_t site)
+				 uint32_t kind, uint32_t site, int replacing)
 {
+	if (replacing) {
+		__atomic_store_n(&h->cur_site, 0, __ATOMIC_RELAXED);
+		__atomic_thread_fence(__ATOMIC_RELEASE);
+	}
 	__atomic_store_n(&h->cur_start_ns, start_ns, __ATOMIC_RELAXED);
 	__atomic_store_n(&h->cur_kind, kind, __ATOMIC_RELAXED);
 	__atomic_store_n(&h->cur_site, site, __ATOMIC_RELEASE);
@@ -127,7 +134,7 @@ static inline void lw__ring_begin(lw__ring_t *r, uint32_t site, uint32_t kind,
 	f->due = due;
 	f->site = site;
 	f->kind = kind;
-	lw__ring_slot(r->hdr, f->start_ns, kind, site);
+	lw__ring_slot(r->hdr, f->start_ns, kind, site, d > 0);
 }
 
 static inline void lw__ring_end(lw__ring_t *r)
@@ -177,7 +184,7 @@ static inline void lw__ring_end(lw__ring_t *r)
 		__atomic_store_n(&r->hdr->cur_site, 0, __ATOMIC_RELEASE);
 	} else if (d <= LW__RING_DEPTH) {
 		const lw__frame_t *o = &r->frames[d - 1];
-		lw__ring_slot(r->hdr, o->start_ns, o->kind, o->site);
+		lw__ring_slot(r->hdr, o->start_ns, o->kind, o->site, 1);
 	}
 }
 

@@ -4,7 +4,8 @@
 #   1. the whole suite, plain build
 #   2. the whole suite under ASan + UBSan (build/asan)
 #   3. the threaded paths under TSan (build/tsan): pool, defer, queue, post, stop,
-#      channel, watchers, and the multi-loop test
+#      channel, watchers, the multi-loop test, the ring's writer and reader
+#   4. every fuzz target, briefly
 #
 # Each suite prints its own lines; the last line is the sum of all of them.
 set -uo pipefail
@@ -48,9 +49,44 @@ fi
 if $MAKE -s -j"$JOBS" SAN=tsan BUILD="$BUILD/tsan" tests >/dev/null; then
 	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
 		run_suite tsan "$BUILD/tsan" 'pool_*' 'defer_*' 'queue_*' \
-		'post_*' 'stop_*' 'channel_*' 'loop_multi*' 'watch_*' 'tcp_resolve'
+		'post_*' 'stop_*' 'channel_*' 'loop_multi*' 'watch_*' 'tcp_resolve' \
+		'ringw_*' 'rr_*' 'ring_*'
 else
 	echo "check: the TSan build failed"; failed=$((failed + 1))
+fi
+
+# 4. Every fuzz target for a short, bounded time (FUZZ_CHECK_TIME seconds,
+#    default 30); `make fuzz FUZZ_TIME=600` runs them longer.  New inputs go
+#    to a scratch folder, the committed corpus is only read, and a crash
+#    fails the suite with the reproducer's path.
+if ls fuzz/*.c >/dev/null 2>&1; then
+	echo "== fuzz"
+	fp=0 ff=0
+	if $MAKE -s -j"$JOBS" BUILD="$BUILD" fuzz-build >/dev/null; then
+		for bin in "$BUILD"/fuzz/*; do
+			[ -x "$bin" ] || continue
+			name=$(basename "$bin")
+			scratch=$(mktemp -d)
+			mkdir -p "fuzz/corpus/$name"
+			if (cd "$scratch" && "$OLDPWD/$bin" \
+				-max_total_time="${FUZZ_CHECK_TIME:-30}" -print_final_stats=1 \
+				-artifact_prefix="$scratch/" \
+				"$scratch" "$OLDPWD/fuzz/corpus/$name") \
+				>"$scratch/log" 2>&1; then
+				echo "fuzz ok   $name ($(grep -o 'stat::number_of_executed_units: [0-9]*' "$scratch/log" | grep -o '[0-9]*$' || echo '?') runs)"
+				fp=$((fp + 1))
+				rm -rf "$scratch"
+			else
+				echo "fuzz FAIL $name: see $scratch/log and the crash-* file there"
+				tail -n 20 "$scratch/log"
+				ff=$((ff + 1))
+			fi
+		done
+	else
+		echo "check: the fuzz build failed"; ff=$((ff + 1))
+	fi
+	echo "fuzz: $fp passed, $ff failed, 0 skipped"
+	passed=$((passed + fp)) failed=$((failed + ff))
 fi
 
 echo "$passed passed, $failed failed, $skipped skipped"

@@ -1,0 +1,196 @@
+/*
+ * proc.c - reading /proc for the agent (see proc.h).
+ */
+#include "proc.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+int lw_proc_parse_stat(const char *buf, size_t len, uint64_t *start_time,
+		       char *state, char *comm, size_t commlen)
+{
+	const char *open = memchr(buf, '(', len);
+	const char *close = NULL;
+	const char *end = buf + len;
+
+	/* comm may itself contain ')' (and spaces): the real end of the field
+	 * is the last ')' of the line. */
+	for (const char *p = buf; p < end; p++)
+		if (*p == ')')
+			close = p;
+	if (open == NULL || close == NULL || close < open)
+		return -EINVAL;
+	if (comm != NULL && commlen > 0) {
+		size_t n = (size_t)(close - open - 1);
+		if (n >= commlen)
+			n = commlen - 1;
+		memcpy(comm, open + 1, n);
+		comm[n] = '\0';
+	}
+
+	/* Fields 3 onwards follow ") "; starttime is field 22. */
+	const char *p = close + 1;
+	for (int field = 3; field <= 22; field++) {
+		while (p < end && *p == ' ')
+			p++;
+		if (p >= end)
+			return -EINVAL;
+		if (field == 3 && state != NULL)
+			*state = *p;
+		if (field == 22) {
+			uint64_t v = 0;
+			int digits = 0;
+			for (; p < end && *p >= '0' && *p <= '9'; p++) {
+				if (v > (UINT64_MAX - 9) / 10)
+					return -EINVAL;
+				v = v * 10 + (uint64_t)(*p - '0');
+				digits++;
+			}
+			if (digits == 0 ||
+			    (p < end && !isspace((unsigned char)*p)))
+				return -EINVAL;
+			*start_time = v;
+			return 0;
+		}
+		while (p < end && *p != ' ')
+			p++;
+	}
+	return -EINVAL;
+}
+
+static int read_stat(pid_t pid, uint64_t *start_time, char *state, char *comm,
+		     size_t commlen)
+{
+	char path[64], buf[1024];
+	uint64_t st;
+
+	if (pid <= 0)
+		return -ESRCH;
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? -ESRCH : -errno;
+	ssize_t n;
+	do
+		n = read(fd, buf, sizeof(buf));
+	while (n < 0 && errno == EINTR);
+	int err = errno;
+	close(fd);
+	/* A process that exited between open and read reads as ESRCH. */
+	if (n < 0)
+		return err == ESRCH ? -ESRCH : -err;
+	if (n == 0)
+		return -ESRCH;
+	int r = lw_proc_parse_stat(buf, (size_t)n, &st, state, comm, commlen);
+	if (r < 0)
+		return r;
+	if (start_time != NULL)
+		*start_time = st;
+	return 0;
+}
+
+int lw_proc_start_time(pid_t pid, uint64_t *start_time)
+{
+	char state = '?';
+	int r = read_stat(pid, start_time, &state, NULL, 0);
+	/* A zombie keeps its stat (and start time) until it is reaped, but
+	 * it has exited: its rings will never move again. */
+	if (r == 0 && (state == 'Z' || state == 'X'))
+		return -ESRCH;
+	return r;
+}
+
+int lw_proc_comm(pid_t pid, char *comm, size_t commlen)
+{
+	return read_stat(pid, NULL, NULL, comm, commlen);
+}
+
+int lw_proc_readlink(const char *path, char *buf, size_t len)
+{
+	if (len == 0)
+		return -ENAMETOOLONG;
+	ssize_t n = readlink(path, buf, len);
+	if (n < 0)
+		return -errno;
+	if ((size_t)n >= len) {
+		buf[len - 1] = '\0';
+		return -ENAMETOOLONG;
+	}
+	buf[n] = '\0';
+	return (int)n;
+}
+
+/* A decimal directory entry name as a positive int, or -1. */
+static int parse_num(const char *s)
+{
+	long v = 0;
+
+	if (*s == '\0')
+		return -1;
+	for (; *s; s++) {
+		if (*s < '0' || *s > '9')
+			return -1;
+		v = v * 10 + (*s - '0');
+		if (v > INT_MAX)
+			return -1;
+	}
+	return (int)v;
+}
+
+int lw_proc_each_fd(pid_t pid, lw_proc_fd_fn fn, void *arg)
+{
+	char path[64], link[PATH_MAX];
+	struct dirent *de;
+	int ret = 0;
+
+	if (pid <= 0)
+		return -ESRCH;
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	DIR *d = opendir(path);
+	if (d == NULL)
+		return errno == ENOENT ? -ESRCH : -errno;
+	while ((de = readdir(d)) != NULL) {
+		int fd = parse_num(de->d_name);
+		if (fd < 0)
+			continue;
+		char fdpath[96];
+		snprintf(fdpath, sizeof(fdpath), "/proc/%d/fd/%d", (int)pid,
+			 fd);
+		/* The fd may have closed since readdir; pass "" and let the
+		 * caller skip it. */
+		if (lw_proc_readlink(fdpath, link, sizeof(link)) < 0)
+			link[0] = '\0';
+		ret = fn(fd, link, arg);
+		if (ret != 0)
+			break;
+	}
+	closedir(d);
+	return ret;
+}
+
+int lw_proc_each_pid(lw_proc_pid_fn fn, void *arg)
+{
+	struct dirent *de;
+	int ret = 0;
+
+	DIR *d = opendir("/proc");
+	if (d == NULL)
+		return -errno;
+	while ((de = readdir(d)) != NULL) {
+		int pid = parse_num(de->d_name);
+		if (pid <= 0)
+			continue;
+		ret = fn((pid_t)pid, arg);
+		if (ret != 0)
+			break;
+	}
+	closedir(d);
+	return ret;
+}

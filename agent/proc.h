@@ -1,0 +1,48 @@
+/*
+ * proc.h - what the agent reads from /proc: a process's start time and
+ * command name (/proc/PID/stat), its open files (/proc/PID/fd), the list of
+ * processes.
+ *
+ * The contents of /proc/PID/stat are partly chosen by the target (comm is
+ * any 15 bytes, spaces and parentheses included), so the parser reads the
+ * fields after the LAST ')'.
+ */
+#ifndef LW_PROC_H
+#define LW_PROC_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* Parse the text of /proc/PID/stat: field 22 (starttime, clock ticks since
+ * boot) into *start_time, if state is not NULL field 3 (R, S, D, Z, ...)
+ * into *state, and if comm is not NULL field 2 without its parentheses
+ * into comm (bounded, NUL-terminated).  0 or -EINVAL. */
+int lw_proc_parse_stat(const char *buf, size_t len, uint64_t *start_time,
+		       char *state, char *comm, size_t commlen);
+
+/* The start time of pid: 0, -ESRCH if there is no such process or it is a
+ * zombie (it has exited; only its parent has not reaped it yet), or another
+ * negative errno. */
+int lw_proc_start_time(pid_t pid, uint64_t *start_time);
+
+/* The command name of pid (from stat, so it needs no permission). */
+int lw_proc_comm(pid_t pid, char *comm, size_t commlen);
+
+/* readlink(2) into a NUL-terminated buffer: the length, or a negative
+ * errno (-ENAMETOOLONG if it did not fit). */
+int lw_proc_readlink(const char *path, char *buf, size_t len);
+
+/* Call fn for every open fd of pid with the fd's number and its link
+ * target (a target that cannot be read is passed as ""); stops early when
+ * fn returns non-zero and returns that value.  -ESRCH if pid is gone,
+ * -EACCES if its fd table may not be read. */
+typedef int (*lw_proc_fd_fn)(int fd, const char *target, void *arg);
+int lw_proc_each_fd(pid_t pid, lw_proc_fd_fn fn, void *arg);
+
+/* Call fn for every process (thread-group leader) in /proc, in no
+ * particular order; stops early on a non-zero return of fn. */
+typedef int (*lw_proc_pid_fn)(pid_t pid, void *arg);
+int lw_proc_each_pid(lw_proc_pid_fn fn, void *arg);
+
+#endif /* LW_PROC_H */
