@@ -16,6 +16,8 @@
 #include "proc.h"
 
 #include <errno.h>
+#include <sys/syscall.h>
+#include <poll.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -669,6 +671,14 @@ int lw_rr_attach(pid_t pid, lw_rr_proc_t **out, char *why, size_t whylen)
 		return fail(why, whylen, -ENOMEM, "out of memory");
 	p->pid = pid;
 	p->start_time = st;
+	p->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	/* The pid may have changed hands between the stat read and the
+	 * pidfd: the start time read again after it settles that. */
+	if (p->pidfd >= 0 &&
+	    (lw_proc_start_time(pid, &st2) != 0 || st2 != st)) {
+		lw_rr_detach(p);
+		return fail(why, whylen, -ESRCH, "no such process");
+	}
 	struct attach_ctx ctx = { .p = p };
 	r = lw_proc_each_fd(pid, on_fd, &ctx);
 	free(ctx.seen);
@@ -719,6 +729,8 @@ void lw_rr_detach(lw_rr_proc_t *p)
 		return;
 	for (size_t i = 0; i < p->nrings; i++)
 		lw_rr_close(p->rings[i]);
+	if (p->pidfd >= 0)
+		close(p->pidfd);
 	free(p->rings);
 	free(p);
 }
@@ -727,5 +739,12 @@ int lw_rr_proc_alive(const lw_rr_proc_t *p)
 {
 	uint64_t st;
 
+	/* A pidfd turns readable when its process exits (zombie included);
+	 * it can never refer to a newcomer with the same pid. */
+	if (p->pidfd >= 0) {
+		struct pollfd pfd = { .fd = p->pidfd, .events = POLLIN };
+		if (poll(&pfd, 1, 0) != 0)
+			return 0;
+	}
 	return lw_proc_start_time(p->pid, &st) == 0 && st == p->start_time;
 }

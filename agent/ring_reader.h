@@ -98,12 +98,17 @@ typedef struct lw_rr_proc {
 	lw_rr_ring_t **rings;
 	size_t nskipped;
 	char skipped_why[256];
+	/* A pidfd of the process, taken at attach (-1 if the kernel has
+	 * none): it names that one process even if its pid is reused within
+	 * the 10 ms tick that start_time is counted in. */
+	int pidfd;
 } lw_rr_proc_t;
 
 int lw_rr_attach(pid_t pid, lw_rr_proc_t **out, char *why, size_t whylen);
 void lw_rr_detach(lw_rr_proc_t *p); /* NULL is fine */
-/* 1 if the same process (pid and start time) still exists, 0 if it exited
- * or the pid was reused. */
+/* 1 if the same process still exists, 0 if it exited or the pid was
+ * reused: its pidfd has not signalled exit (a zombie counts as exited), and
+ * the pid's start time is unchanged. */
 int lw_rr_proc_alive(const lw_rr_proc_t *p);
 
 /* Place a cursor at head (new records only) or at the oldest record still
