@@ -222,6 +222,7 @@ struct dump_ring {
 	uint64_t records; /* printed since the last periodic line */
 	lw_rr_counters_t last; /* counters at the last periodic line */
 	uint64_t last_ns; /* when the last periodic line was printed */
+	uint64_t last_idle; /* idle ns then, the wait in progress included */
 };
 
 /* The site's name, or its function's address when it has none. */
@@ -299,21 +300,29 @@ static void print_periodic(struct dump_ring *d, uint64_t t0)
 	char util[32] = "n/a", running[160] = "";
 
 	lw_rr_counters(d->ring, &c);
-	uint64_t busy = c.busy_ns - d->last.busy_ns;
-	uint64_t idle = c.idle_ns - d->last.idle_ns;
-	/* Counters that went backwards or jumped absurdly mean a hostile or
-	 * new writer; say nothing rather than nonsense. */
-	if (c.busy_ns >= d->last.busy_ns && c.idle_ns >= d->last.idle_ns &&
-	    busy + idle > 0 && busy + idle >= busy)
-		snprintf(util, sizeof(util), "%.1f%%",
-			 100.0 * (double)busy / (double)(busy + idle));
 	uint64_t now = now_ns();
 	int have_cur = lw_rr_current(d->ring, &cur) == 0 && cur.running;
-	/* The writer adds to busy_ns when a callback ends: a callback that
-	 * ran through the whole interval leaves both counters still, yet the
-	 * loop was busy all along. */
-	if (busy + idle == 0 && have_cur && cur.start_ns <= d->last_ns)
-		snprintf(util, sizeof(util), "100.0%%");
+	/* Idle time is booked when a wait returns: count the wait still in
+	 * progress up to now, so an idle loop reads 0% and not "no data".
+	 * Utilization is then 1 - idle / wall time over the interval, which
+	 * also reads 100% through a callback that spans the interval. */
+	uint64_t idle_now = c.idle_ns;
+	if (c.wait_since_ns != 0 && now > c.wait_since_ns &&
+	    now - c.wait_since_ns < (uint64_t)1 << 62)
+		idle_now += now - c.wait_since_ns;
+	uint64_t wall = now - d->last_ns;
+	uint64_t idle = idle_now - d->last_idle;
+	/* Counters that went backwards or jumped past the wall time mean a
+	 * hostile or new writer: say nothing rather than nonsense.  A loop
+	 * that is neither waiting, nor iterating, nor in a callback is not
+	 * running at all. */
+	int running_loop = have_cur || c.wait_since_ns != 0 ||
+			   c.iterations != d->last.iterations;
+	if (d->last_ns != 0 && wall > 0 && idle_now >= d->last_idle &&
+	    idle <= wall + wall / 20 && running_loop) {
+		double u = 100.0 * (1.0 - (double)idle / (double)wall);
+		snprintf(util, sizeof(util), "%.1f%%", u < 0 ? 0.0 : u);
+	}
 	if (have_cur) {
 		char site[LW_RING_NAME_MAX + 32], dur[32];
 		snprintf(running, sizeof(running), ", running now: %s for %s",
@@ -328,6 +337,7 @@ static void print_periodic(struct dump_ring *d, uint64_t t0)
 	d->last_lost = d->cur.lost;
 	d->records = 0;
 	d->last = c;
+	d->last_idle = idle_now;
 	d->last_ns = now;
 }
 
@@ -443,6 +453,10 @@ static int cmd_dump(int argc, char **argv)
 		lw_rr_cursor_init(dr[i].ring, &dr[i].cur, from_oldest);
 		lw_rr_counters(dr[i].ring, &dr[i].last);
 		dr[i].last_ns = t0;
+		dr[i].last_idle = dr[i].last.idle_ns;
+		if (dr[i].last.wait_since_ns != 0 &&
+		    t0 > dr[i].last.wait_since_ns)
+			dr[i].last_idle += t0 - dr[i].last.wait_since_ns;
 		print_sites(dr[i].ring);
 	}
 	fflush(stdout);
