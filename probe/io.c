@@ -154,7 +154,13 @@ int lw__poll(lw_loop_t *loop, int64_t timeout_ns)
 
 	/* Busy time ends and idle time starts here; the wait's return is the
 	 * iteration's fresh clock reading (see clock.h, ring.h). */
-	uint64_t before = lw__clock_ns(&loop->clock, lw__clock_raw(&loop->clock));
+	/* A callback that just ended took the timestamp already (ring.h): the
+	 * wait is the next boundary, and nothing but loop bookkeeping ran in
+	 * between, so that reading serves here too. */
+	uint64_t before_raw = loop->ring != NULL && loop->ring->cursor_valid
+				      ? loop->ring->cursor_raw
+				      : lw__clock_raw(&loop->clock);
+	uint64_t before = lw__clock_ns(&loop->clock, before_raw);
 	if (loop->busy_mark != 0 && before > loop->busy_mark)
 		loop->busy_ns += before - loop->busy_mark;
 	if (loop->ring != NULL)
