@@ -95,6 +95,10 @@ void lwt_register(const char *name, lwt_fn fn, int timeout_s);
  * programs: lwt_build_path("examples/log_upload"). */
 const char *lwt_build_path(const char *rel);
 
+/* Read one line (without the newline) from fd within timeout_ms; its length,
+ * or -1 on timeout, EOF or error.  For reading what a started program says. */
+int lwt_read_line(int fd, char *buf, size_t cap, int timeout_ms);
+
 /* CLOCK_MONOTONIC in ns and ms, for measuring inside tests. */
 uint64_t lwt_now_ns(void);
 double lwt_now_ms(void);

@@ -17,6 +17,7 @@
 #include <sanitizer/lsan_interface.h>
 #endif
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -59,6 +60,35 @@ const char *lwt_build_path(const char *rel)
 	static char buf[PATH_MAX + 256];
 	snprintf(buf, sizeof(buf), "%s/%s", build_dir, rel);
 	return buf;
+}
+
+/* Read one line (without the newline) within the timeout; -1 if none. */
+int lwt_read_line(int fd, char *buf, size_t cap, int timeout_ms)
+{
+	size_t len = 0;
+	double deadline = lwt_now_ms() + timeout_ms;
+	while (len + 1 < cap) {
+		int left = (int)(deadline - lwt_now_ms());
+		if (left <= 0)
+			return -1;
+		struct pollfd pfd = { fd, POLLIN, 0 };
+		int r = poll(&pfd, 1, left);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return -1;
+		char c;
+		ssize_t n = read(fd, &c, 1);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		if (c == '\n')
+			break;
+		buf[len++] = c;
+	}
+	buf[len] = '\0';
+	return (int)len;
 }
 
 static int cmp_test(const void *a, const void *b)

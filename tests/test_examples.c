@@ -84,34 +84,6 @@ static size_t read_all(int fd, char *buf, size_t cap, int timeout_ms)
 	return len;
 }
 
-/* Read one line (without the newline) within the timeout; -1 if none. */
-static int read_line(int fd, char *buf, size_t cap, int timeout_ms)
-{
-	size_t len = 0;
-	double deadline = lwt_now_ms() + timeout_ms;
-	while (len + 1 < cap) {
-		int left = (int)(deadline - lwt_now_ms());
-		if (left <= 0)
-			return -1;
-		struct pollfd pfd = { fd, POLLIN, 0 };
-		int r = poll(&pfd, 1, left);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return -1;
-		char c;
-		ssize_t n = read(fd, &c, 1);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		if (c == '\n')
-			break;
-		buf[len++] = c;
-	}
-	buf[len] = '\0';
-	return (int)len;
-}
 
 /* Wait for the child within the timeout; kill it after.  Returns status. */
 static int wait_exit(pid_t pid, int timeout_ms)
@@ -388,7 +360,7 @@ TEST_T(examples_blocky_endpoints, 120)
 	pid_t pid = spawn(argv, &fd, 0, NULL);
 
 	/* "blocky_server listening on 127.0.0.1:PORT (pid N)" */
-	while (read_line(fd, line, sizeof(line), 60000) >= 0) {
+	while (lwt_read_line(fd, line, sizeof(line), 60000) >= 0) {
 		const char *s = strstr(line, "listening on 127.0.0.1:");
 		if (s) {
 			port = (unsigned)atoi(
@@ -404,7 +376,7 @@ TEST_T(examples_blocky_endpoints, 120)
 		LWT_FAIL("blocky_server did not say where it listens");
 	}
 	/* The next line names the /read file in the scratch folder. */
-	ASSERT(read_line(fd, line, sizeof(line), 10000) >= 0);
+	ASSERT(lwt_read_line(fd, line, sizeof(line), 10000) >= 0);
 	const char *rd = strstr(line, "/read reads ");
 	ASSERT(rd != NULL);
 	snprintf(dir, sizeof(dir), "%s", rd + strlen("/read reads "));

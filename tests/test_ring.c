@@ -203,41 +203,13 @@ static void target_start(struct target *t, const char *const *args,
 	t->out = p[0];
 }
 
-/* Read one line (without the newline) within the timeout; -1 if none. */
-static int read_line(int fd, char *buf, size_t cap, int timeout_ms)
-{
-	size_t len = 0;
-	double deadline = lwt_now_ms() + timeout_ms;
-	while (len + 1 < cap) {
-		int left = (int)(deadline - lwt_now_ms());
-		if (left <= 0)
-			return -1;
-		struct pollfd pfd = { fd, POLLIN, 0 };
-		int r = poll(&pfd, 1, left);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return -1;
-		char c;
-		ssize_t n = read(fd, &c, 1);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		if (c == '\n')
-			break;
-		buf[len++] = c;
-	}
-	buf[len] = '\0';
-	return (int)len;
-}
 
 /* Wait for `ready PID`, keeping the `fn` lines before it; returns PID. */
 static pid_t target_ready(struct target *t)
 {
 	char line[256];
 	for (;;) {
-		if (read_line(t->out, line, sizeof(line), 10000) < 0)
+		if (lwt_read_line(t->out, line, sizeof(line), 10000) < 0)
 			LWT_FAIL("ring_target %d printed no `ready` line",
 				 (int)t->pid);
 		int pid;
@@ -827,7 +799,7 @@ TEST(ring_fork_child_gets_own_ring)
 	target_run(&t, (const char *const[]){ "fork", NULL }, NULL);
 	char line[256];
 	int cpid = 0;
-	ASSERT_GE(read_line(t.out, line, sizeof(line), 10000), 0);
+	ASSERT_GE(lwt_read_line(t.out, line, sizeof(line), 10000), 0);
 	ASSERT_EQ(sscanf(line, "ready %d", &cpid), 1);
 	ASSERT_NE(cpid, t.pid);
 	/* Its parent is our target. */
@@ -1026,13 +998,13 @@ static struct rate storm_rate(struct target *t, int window_ms)
 		;
 	fcntl(t->out, F_SETFL, fl);
 	/* A partial line may be left: the first line read is not used. */
-	ASSERT_GE(read_line(t->out, line, sizeof(line), 5000), 0);
+	ASSERT_GE(lwt_read_line(t->out, line, sizeof(line), 5000), 0);
 
 	uint64_t wall[64], cpu[64];
 	size_t n = 0;
 	double deadline = lwt_now_ms() + window_ms;
 	while (n < 64 && lwt_now_ms() < deadline) {
-		if (read_line(t->out, line, sizeof(line), 5000) < 0)
+		if (lwt_read_line(t->out, line, sizeof(line), 5000) < 0)
 			LWT_FAIL("storm printed no rate for 5 s");
 		unsigned long long w, c;
 		if (sscanf(line, "rate %llu %llu", &w, &c) == 2) {
