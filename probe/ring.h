@@ -47,6 +47,7 @@ typedef struct lw__ring {
 	uint64_t head; /* the writer's copy of hdr->head */
 	lw__clock_t *clock; /* the owner's clock (rebased from here too) */
 	uint64_t cursor_raw; /* the last boundary; valid if cursor_valid */
+	uint64_t cursor_ns; /* the same instant in ns */
 	int cursor_valid;
 	int depth; /* callbacks open now (may exceed LW__RING_DEPTH) */
 	lw__frame_t frames[LW__RING_DEPTH];
@@ -101,9 +102,14 @@ int lw__ring_renew(lw__ring_t *r);
 
 /* ---- the hot path ---- */
 
+/* 64-bit stores into fields the ABI declares narrower (two u32, or u32 +
+ * u16 + u16, side by side and 8-aligned): fewer stores on the hot path. */
+typedef uint64_t __attribute__((may_alias)) lw__u64_alias;
+
 /* Fill the current-callback slot.  `replacing`: a callback is in the slot
  * now (nesting), so the site is cleared first; otherwise a reader could pair
- * the new start with the old site (loopwatch_ring.h). */
+ * the new start with the old site (loopwatch_ring.h).  cur_site and cur_kind
+ * go in one store (release), cur_site in its low half. */
 static inline void lw__ring_slot(struct lw_ring_header *h, uint64_t start_ns,
 				 uint32_t kind, uint32_t site, int replacing)
 {
@@ -112,8 +118,9 @@ static inline void lw__ring_slot(struct lw_ring_header *h, uint64_t start_ns,
 		__atomic_thread_fence(__ATOMIC_RELEASE);
 	}
 	__atomic_store_n(&h->cur_start_ns, start_ns, __ATOMIC_RELAXED);
-	__atomic_store_n(&h->cur_kind, kind, __ATOMIC_RELAXED);
-	__atomic_store_n(&h->cur_site, site, __ATOMIC_RELEASE);
+	__atomic_store_n((lw__u64_alias *)&h->cur_site,
+			 (uint64_t)site | ((uint64_t)kind << 32),
+			 __ATOMIC_RELEASE);
 }
 
 /* `chained`: the caller is one of the loop's own dispatch loops, so nothing
@@ -122,15 +129,21 @@ static inline void lw__ring_slot(struct lw_ring_header *h, uint64_t start_ns,
 static inline void lw__ring_begin(lw__ring_t *r, uint32_t site, uint32_t kind,
 				  uint64_t due, int chained)
 {
-	uint64_t start = chained && r->cursor_valid ? r->cursor_raw
-						    : lw__clock_raw(r->clock);
+	uint64_t start, start_ns;
+	if (chained && r->cursor_valid) {
+		start = r->cursor_raw;
+		start_ns = r->cursor_ns;
+	} else {
+		start = lw__clock_raw(r->clock);
+		start_ns = lw__clock_ns(r->clock, start);
+	}
 	r->cursor_valid = 0;
 	int d = r->depth++;
 	if (d >= LW__RING_DEPTH)
 		return;
 	lw__frame_t *f = &r->frames[d];
 	f->start_raw = start;
-	f->start_ns = lw__clock_ns(r->clock, start);
+	f->start_ns = start_ns;
 	f->due = due;
 	f->site = site;
 	f->kind = kind;
@@ -145,6 +158,7 @@ static inline void lw__ring_end(lw__ring_t *r)
 		if (d < 0)
 			r->depth = 0;
 		r->cursor_raw = now;
+		r->cursor_ns = lw__clock_ns(r->clock, now);
 		r->cursor_valid = 1;
 		return;
 	}
@@ -152,10 +166,10 @@ static inline void lw__ring_end(lw__ring_t *r)
 	uint64_t duration =
 		lw__clock_since_ns(r->clock, f->start_raw, &now, f->start_ns);
 	r->cursor_raw = now;
+	r->cursor_ns = f->start_ns + duration;
 	r->cursor_valid = 1;
 
-	uint64_t lateness = 0;
-	uint16_t flags = 0;
+	uint64_t lateness = 0, flags = 0;
 	if (f->due != 0 && f->start_ns > f->due) {
 		lateness = f->start_ns - f->due;
 		if (lateness > UINT32_MAX) {
@@ -167,22 +181,24 @@ static inline void lw__ring_end(lw__ring_t *r)
 	uint64_t j = r->head;
 	struct lw_ring_record *rec = &r->records[j & r->mask];
 	/* Pairs with the reader's acquire fence after its copy: a reader that
-	 * sees any of these stores also sees head >= j (loopwatch_ring.h). */
+	 * sees any of these stores also sees head >= j (loopwatch_ring.h).
+	 * Four stores: start, duration, seq|site, lateness|kind|flags. */
 	__atomic_thread_fence(__ATOMIC_RELEASE);
 	__atomic_store_n(&rec->start_ns, f->start_ns, __ATOMIC_RELAXED);
 	__atomic_store_n(&rec->duration_ns, duration, __ATOMIC_RELAXED);
-	__atomic_store_n(&rec->site, f->site, __ATOMIC_RELAXED);
-	__atomic_store_n(&rec->lateness_ns, (uint32_t)lateness,
+	__atomic_store_n((lw__u64_alias *)&rec->seq,
+			 (uint64_t)(uint32_t)j | ((uint64_t)f->site << 32),
 			 __ATOMIC_RELAXED);
-	__atomic_store_n(&rec->kind, (uint16_t)f->kind, __ATOMIC_RELAXED);
-	__atomic_store_n(&rec->flags, flags, __ATOMIC_RELAXED);
-	__atomic_store_n(&rec->seq, (uint32_t)j, __ATOMIC_RELAXED);
+	__atomic_store_n((lw__u64_alias *)&rec->lateness_ns,
+			 lateness | ((uint64_t)(uint16_t)f->kind << 32) |
+				 (flags << 48),
+			 __ATOMIC_RELAXED);
 	r->head = j + 1;
 	__atomic_store_n(&r->hdr->head, j + 1, __ATOMIC_RELEASE);
 
 	if (d == 0) {
 		__atomic_store_n(&r->hdr->cur_site, 0, __ATOMIC_RELEASE);
-	} else if (d <= LW__RING_DEPTH) {
+	} else {
 		const lw__frame_t *o = &r->frames[d - 1];
 		lw__ring_slot(r->hdr, o->start_ns, o->kind, o->site, 1);
 	}
@@ -213,6 +229,7 @@ static inline void lw__ring_wait_exit(lw__ring_t *r, uint64_t enter_ns,
 	r->iterations++;
 	r->last_exit_ns = ns;
 	r->cursor_raw = raw;
+	r->cursor_ns = ns;
 	r->cursor_valid = 1;
 	__atomic_store_n(&r->hdr->idle_ns, r->idle_ns, __ATOMIC_RELAXED);
 	__atomic_store_n(&r->hdr->iterations, r->iterations, __ATOMIC_RELAXED);
