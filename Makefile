@@ -66,6 +66,8 @@ AGENT_SRC := $(sort $(filter-out agent/main.c,$(wildcard agent/*.c)))
 AGENT_OBJ := $(AGENT_SRC:%.c=$(BUILD)/obj/%.o)
 AGENT_A := $(if $(AGENT_SRC),$(BUILD)/lib/libloopwatch-agent.a)
 LOOPWATCH_BIN := $(if $(wildcard agent/main.c),$(BUILD)/bin/loopwatch)
+# What the agent links besides libc: elfutils for symbols.
+AGENT_LIBS := $(shell pkg-config --libs libdw libelf 2>/dev/null || echo -ldw -lelf)
 
 # Programs the tests start: tests/progs/NAME.c -> $(BUILD)/tests/progs/NAME
 TESTPROG_SRC := $(sort $(wildcard tests/progs/*.c))
@@ -76,6 +78,9 @@ TESTPROG_BIN := $(TESTPROG_SRC:tests/progs/%.c=$(BUILD)/tests/progs/%)
 FUZZ_SRC := $(sort $(wildcard fuzz/*.c))
 FUZZ_BIN := $(FUZZ_SRC:fuzz/%.c=$(BUILD)/fuzz/%)
 FUZZ_TIME ?= 600
+# The agent's BPF loader needs a skeleton and libbpf; no fuzz target reads
+# BPF data through it.
+FUZZ_AGENT_SRC = $(filter-out agent/bpf_%.c,$(AGENT_SRC))
 
 TEST_SRC := $(sort $(wildcard tests/*.c))
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/obj/%.o)
@@ -92,6 +97,30 @@ BENCH_SRC := $(sort $(wildcard bench/*_*.c))
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 BENCHLIB_SRC := $(sort $(wildcard bench/lib/*.c))
 BENCHLIB_OBJ := $(BENCHLIB_SRC:%.c=$(BUILD)/obj/%.o)
+
+# bpf/: CO-RE programs bpf/NAME.bpf.c -> $(BUILD)/bpf/NAME.bpf.o (clang,
+# stripped by bpftool) -> $(BUILD)/bpf/NAME.skel.h (bpftool gen skeleton),
+# against a vmlinux.h dumped from the running kernel's BTF.  BPF objects are
+# never sanitized; the agent code that includes a skeleton is.
+BPFTOOL ?= $(or $(shell command -v bpftool 2>/dev/null),/usr/sbin/bpftool)
+BPF_CLANG ?= clang
+BPF_SRC := $(sort $(wildcard bpf/*.bpf.c))
+BPF_OBJ := $(BPF_SRC:bpf/%.bpf.c=$(BUILD)/bpf/%.bpf.o)
+BPF_SKEL := $(BPF_SRC:bpf/%.bpf.c=$(BUILD)/bpf/%.skel.h)
+BPF_VMLINUX := $(BUILD)/bpf/vmlinux.h
+# clang -target bpf does not search the multiarch include folder (asm/);
+# pass the host's system include folders after everything else.
+BPF_SYS_INCLUDES := $(shell $(BPF_CLANG) -v -E - </dev/null 2>&1 | sed -n \
+	'/<...> search starts here:/,/End of search list./{ s| \(/.*\)|-idirafter \1|p }')
+BPF_CFLAGS := -g -O2 -Wall -target bpf -D__TARGET_ARCH_x86 \
+	-I$(BUILD)/bpf -Ibpf $(BPF_SYS_INCLUDES)
+ifeq ($(WERROR),1)
+BPF_CFLAGS += -Werror
+endif
+# What links libbpf: libbpf 1.1 needs libelf and zlib.
+BPF_LIBS := $(shell pkg-config --libs libbpf libelf 2>/dev/null || echo -lbpf -lelf) -lz
+# The agent's and tests' objects that include a skeleton.
+BPF_USERS := $(BUILD)/obj/agent/bpf_load.o $(BUILD)/obj/tests/test_bpf.o
 
 DEPS_OK := $(BUILD)/.deps-ok
 
@@ -140,7 +169,7 @@ $(AGENT_A): $(AGENT_OBJ)
 $(LOOPWATCH_BIN): $(BUILD)/obj/agent/main.o $(AGENT_A)
 	$(call msg,LD,$@)
 	$(Q)mkdir -p $(@D)
-	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(AGENT_LIBS) $(BPF_LIBS)
 
 $(BUILD)/tests/progs/%: $(BUILD)/obj/tests/progs/%.o $(LIB_A)
 	$(call msg,LD,$@)
@@ -151,16 +180,37 @@ $(TEST_BIN): $(TEST_OBJ) $(AGENT_A) $(LIB_A) $(EXAMPLE_BIN) $(TESTPROG_BIN) \
 		$(LOOPWATCH_BIN)
 	$(call msg,LD,$@)
 	$(Q)mkdir -p $(@D)
-	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $(TEST_OBJ) $(AGENT_A) $(LIB_A)
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $(TEST_OBJ) $(AGENT_A) $(LIB_A) \
+		$(AGENT_LIBS) $(BPF_LIBS)
+
+$(BPF_VMLINUX): | $(DEPS_OK)
+	$(call msg,GEN,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(BPFTOOL) btf dump file /sys/kernel/btf/vmlinux format c > $@.tmp
+	$(Q)mv $@.tmp $@
+
+$(BUILD)/bpf/%.bpf.o: bpf/%.bpf.c bpf/loopwatch_bpf.h $(BPF_VMLINUX)
+	$(call msg,BPF,$@)
+	$(Q)$(BPF_CLANG) $(BPF_CFLAGS) -c $< -o $(@:.o=.tmp.o)
+	$(Q)$(BPFTOOL) gen object $@ $(@:.o=.tmp.o)
+	$(Q)rm -f $(@:.o=.tmp.o)
+
+$(BUILD)/bpf/%.skel.h: $(BUILD)/bpf/%.bpf.o
+	$(call msg,GEN,$@)
+	$(Q)$(BPFTOOL) gen skeleton $< > $@.tmp
+	$(Q)mv $@.tmp $@
+
+$(BPF_USERS): CFLAGS_ALL += -I$(BUILD)/bpf -Ibpf
+$(BPF_USERS): $(BPF_SKEL)
 
 # libFuzzer needs clang; the fuzz build has its own flags and no -Werror
 # variance: it compiles the agent's sources straight in.
 FUZZ_CFLAGS := -std=gnu11 -g -O1 -fno-omit-frame-pointer -D_GNU_SOURCE \
 	-Iinclude -Iagent -fsanitize=fuzzer,address,undefined
-$(BUILD)/fuzz/%: fuzz/%.c $(AGENT_SRC) $(wildcard agent/*.h include/*.h)
+$(BUILD)/fuzz/%: fuzz/%.c $(FUZZ_AGENT_SRC) $(wildcard agent/*.h include/*.h)
 	$(call msg,FUZZ,$@)
 	$(Q)mkdir -p $(@D)
-	$(Q)clang $(FUZZ_CFLAGS) -o $@ $< $(AGENT_SRC)
+	$(Q)clang $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_AGENT_SRC) $(AGENT_LIBS)
 fuzz-build: $(FUZZ_BIN)
 
 # Fuzz every target for FUZZ_TIME seconds each (make check runs a short
@@ -185,7 +235,9 @@ $(TEST_OBJ): CFLAGS_ALL += -DLW_SRC_DIR='"$(CURDIR)"' -Iprobe -Iagent
 
 peer_libs = $(if $(filter %_uv,$(1)),-luv,$(if $(filter %_ev,$(1)),-lev,$(if $(filter %_event,$(1)),-levent)))
 
-$(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(BENCHLIB_OBJ) $(LIB_A)
+# Benchmarks may use the agent's reader (ring_drain_lw).
+$(BENCH_SRC:%.c=$(BUILD)/obj/%.o): CFLAGS_ALL += -Iagent
+$(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(BENCHLIB_OBJ) $(AGENT_A) $(LIB_A)
 	$(call msg,LD,$@)
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(call peer_libs,$*) -lm

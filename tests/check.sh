@@ -4,7 +4,8 @@
 #   1. the whole suite, plain build
 #   2. the whole suite under ASan + UBSan (build/asan)
 #   3. the threaded paths under TSan (build/tsan): pool, defer, queue, post, stop,
-#      channel, watchers, the multi-loop test, the ring's writer and reader
+#      channel, watchers, the multi-loop test, the ring's writer and reader,
+#      the BPF loader
 #   4. every fuzz target, briefly
 #
 # Each suite prints its own lines; the last line is the sum of all of them.
@@ -50,7 +51,7 @@ if $MAKE -s -j"$JOBS" SAN=tsan BUILD="$BUILD/tsan" tests >/dev/null; then
 	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
 		run_suite tsan "$BUILD/tsan" 'pool_*' 'defer_*' 'queue_*' \
 		'post_*' 'stop_*' 'channel_*' 'loop_multi*' 'watch_*' 'tcp_resolve' \
-		'ringw_*' 'rr_*' 'ring_*'
+		'ringw_*' 'rr_*' 'ring_*' 'bpf_*'
 else
 	echo "check: the TSan build failed"; failed=$((failed + 1))
 fi
@@ -67,11 +68,13 @@ if ls fuzz/*.c >/dev/null 2>&1; then
 			[ -x "$bin" ] || continue
 			name=$(basename "$bin")
 			scratch=$(mktemp -d)
-			mkdir -p "fuzz/corpus/$name"
-			if (cd "$scratch" && "$OLDPWD/$bin" \
+			mkdir -p "fuzz/corpus/$name" "$scratch/new"
+			case $bin in /*) abs=$bin ;; *) abs=$PWD/$bin ;; esac
+			corpus=$PWD/fuzz/corpus/$name
+			if (cd "$scratch" && "$abs" \
 				-max_total_time="${FUZZ_CHECK_TIME:-30}" -print_final_stats=1 \
 				-artifact_prefix="$scratch/" \
-				"$scratch" "$OLDPWD/fuzz/corpus/$name") \
+				"$scratch/new" "$corpus") \
 				>"$scratch/log" 2>&1; then
 				echo "fuzz ok   $name ($(grep -o 'stat::number_of_executed_units: [0-9]*' "$scratch/log" | grep -o '[0-9]*$' || echo '?') runs)"
 				fp=$((fp + 1))

@@ -1,0 +1,360 @@
+/*
+ * bpf_load.c - open, load, attach and read the kernel probes of
+ * bpf/syscalls.bpf.c through its libbpf skeleton (see bpf_load.h).
+ *
+ * The shape is libbpf-tools': open, set tunables, load, fill maps, attach,
+ * poll, and one cleanup path that frees whatever exists.  libbpf's own
+ * messages go nowhere unless LOOPWATCH_BPF_DEBUG is set in the environment
+ * (then to stderr, with the verifier's log); callers get one line in `why`.
+ */
+#include "bpf_load.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "syscalls.skel.h"
+
+struct lw_bpf {
+	struct syscalls_bpf *skel;
+	struct ring_buffer *rb;
+	/* The callback of the poll in progress; the ring buffer's sample
+	 * function is fixed at creation and forwards to it. */
+	lw_bpf_event_fn fn;
+	void *fn_ctx;
+	int fn_ret; /* what fn returned to stop the poll */
+	unsigned long handled; /* events handed to fn in this poll */
+	unsigned long bad; /* records of the wrong size or kind */
+	int ncpus; /* possible CPUs, for per-CPU maps */
+	/* How many watched tids fall in each slot of the programs'
+	 * watch_filter; the mapped byte is 1 while the count is nonzero. */
+	__u16 filter_refs[LW_BPF_FILTER_SIZE];
+};
+
+static void set_why(char *why, size_t whylen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void set_why(char *why, size_t whylen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!why || !whylen)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(why, whylen, fmt, ap);
+	va_end(ap);
+}
+
+/* A reason with a hint for the errors people meet in practice. */
+static const char *hint(int err)
+{
+	switch (err) {
+	case EPERM:
+	case EACCES:
+		return "kernel probes need root or CAP_BPF+CAP_PERFMON";
+	case ENOSYS:
+		return "this kernel has no BPF system call "
+		       "(CONFIG_BPF_SYSCALL)";
+	case ENOENT:
+	case ESRCH:
+		return "the kernel lacks what the probes attach to (BTF, "
+		       "the raw syscall tracepoints); set "
+		       "LOOPWATCH_BPF_DEBUG=1 for libbpf's log";
+	case EINVAL:
+	case E2BIG:
+		return "the kernel refused the programs; set "
+		       "LOOPWATCH_BPF_DEBUG=1 for the verifier's log";
+	case ENOMEM:
+		return "out of memory for BPF maps (the cgroup's memory "
+		       "limit?)";
+	}
+	return "set LOOPWATCH_BPF_DEBUG=1 for libbpf's log";
+}
+
+static int print_fn(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+	static int debug = -1;
+
+	if (debug < 0) {
+		const char *e = getenv("LOOPWATCH_BPF_DEBUG");
+
+		debug = e && *e && strcmp(e, "0") != 0;
+	}
+	if (!debug)
+		return 0;
+	return vfprintf(stderr, fmt, ap);
+}
+
+static int on_sample(void *ctx, void *data, size_t size)
+{
+	struct lw_bpf *b = ctx;
+	const struct lw_bpf_syscall_event *ev = data;
+	int r;
+
+	if (size < sizeof(*ev) || ev->kind != LW_BPF_EV_SYSCALL) {
+		b->bad++;
+		return 0;
+	}
+	if (!b->fn)
+		return 0;
+	b->handled++;
+	r = b->fn(b->fn_ctx, ev);
+	if (r) {
+		b->fn_ret = r;
+		/* libbpf stops consuming on a negative return. */
+		return r < 0 ? r : -ECANCELED;
+	}
+	return 0;
+}
+
+int lw_bpf_open(struct lw_bpf **out, const struct lw_bpf_opts *opts, char *why,
+		size_t whylen)
+{
+	struct lw_bpf_opts o = { 0 };
+	struct lw_bpf *b;
+	int err;
+
+	*out = NULL;
+	if (opts)
+		o = *opts;
+	if (!o.min_ns)
+		o.min_ns = 10000000;
+	if (!o.max_threads)
+		o.max_threads = 1024;
+	if (!o.ringbuf_bytes)
+		o.ringbuf_bytes = 256 * 1024;
+
+	if (access("/sys/kernel/btf/vmlinux", R_OK) != 0) {
+		err = errno;
+		set_why(why, whylen,
+			"/sys/kernel/btf/vmlinux: %s (the probes need a "
+			"kernel built with CONFIG_DEBUG_INFO_BTF)",
+			strerror(err));
+		return -err;
+	}
+	libbpf_set_print(print_fn);
+
+	b = calloc(1, sizeof(*b));
+	if (!b) {
+		set_why(why, whylen, "out of memory");
+		return -ENOMEM;
+	}
+	b->ncpus = libbpf_num_possible_cpus();
+	if (b->ncpus <= 0) {
+		err = b->ncpus ? -b->ncpus : EINVAL;
+		set_why(why, whylen, "cannot count the possible CPUs: %s",
+			strerror(err));
+		goto cleanup;
+	}
+
+	b->skel = syscalls_bpf__open();
+	if (!b->skel) {
+		err = errno ? errno : EINVAL;
+		set_why(why, whylen, "cannot open the BPF object: %s (%s)",
+			strerror(err), hint(err));
+		goto cleanup;
+	}
+	b->skel->rodata->min_ns = o.min_ns;
+	err = -bpf_map__set_max_entries(b->skel->maps.threads, o.max_threads);
+	if (!err)
+		err = -bpf_map__set_max_entries(b->skel->maps.events,
+						o.ringbuf_bytes);
+	if (err) {
+		set_why(why, whylen, "cannot size the maps: %s", strerror(err));
+		goto cleanup;
+	}
+	/* The raw_tp twins exist for BPF_PROG_TEST_RUN; production loads
+	 * only the tp_btf programs, and nothing attaches the twins. */
+	bpf_program__set_autoload(b->skel->progs.lw_test_enter, o.test_entries);
+	bpf_program__set_autoload(b->skel->progs.lw_test_exit, o.test_entries);
+	bpf_program__set_autoattach(b->skel->progs.lw_test_enter, false);
+	bpf_program__set_autoattach(b->skel->progs.lw_test_exit, false);
+
+	err = -syscalls_bpf__load(b->skel);
+	if (err) {
+		set_why(why, whylen, "cannot load the BPF programs: %s (%s)",
+			strerror(err), hint(err));
+		goto cleanup;
+	}
+
+	b->rb = ring_buffer__new(bpf_map__fd(b->skel->maps.events), on_sample,
+				 b, NULL);
+	if (!b->rb) {
+		err = errno ? errno : EINVAL;
+		set_why(why, whylen, "cannot map the ring buffer: %s (%s)",
+			strerror(err), hint(err));
+		goto cleanup;
+	}
+	*out = b;
+	return 0;
+
+cleanup:
+	lw_bpf_free(b);
+	return -err;
+}
+
+static __u32 slot(__u32 tid)
+{
+	return tid & (LW_BPF_FILTER_SIZE - 1);
+}
+
+int lw_bpf_watch(struct lw_bpf *b, __u32 tid, __u32 flags, char *why,
+		 size_t whylen)
+{
+	struct lw_bpf_thread t = { .flags = flags }, old;
+	int fd = bpf_map__fd(b->skel->maps.threads);
+	bool known = bpf_map_lookup_elem(fd, &tid, &old) == 0;
+
+	if (bpf_map_update_elem(fd, &tid, &t, BPF_ANY) != 0) {
+		int err = errno;
+
+		set_why(why, whylen, "cannot watch thread %u: %s%s", tid,
+			strerror(err),
+			err == E2BIG ? " (too many watched threads; raise "
+				       "max_threads)"
+				     : "");
+		return -err;
+	}
+	/* After the entry exists: the programs only start looking once the
+	 * filter lets them. */
+	if (!known && b->filter_refs[slot(tid)]++ == 0)
+		__atomic_store_n(&b->skel->bss->watch_filter[slot(tid)], 1,
+				 __ATOMIC_RELAXED);
+	return 0;
+}
+
+int lw_bpf_unwatch(struct lw_bpf *b, __u32 tid)
+{
+	if (bpf_map_delete_elem(bpf_map__fd(b->skel->maps.threads), &tid))
+		return -errno;
+	if (b->filter_refs[slot(tid)] && --b->filter_refs[slot(tid)] == 0)
+		__atomic_store_n(&b->skel->bss->watch_filter[slot(tid)], 0,
+				 __ATOMIC_RELAXED);
+	return 0;
+}
+
+int lw_bpf_attach(struct lw_bpf *b, char *why, size_t whylen)
+{
+	struct syscalls_bpf *s = b->skel;
+	int err;
+
+	/* Explicitly the two production programs, so that a test handle's
+	 * raw_tp twins can never be attached by accident. */
+	if (!s->links.lw_sys_enter) {
+		s->links.lw_sys_enter =
+			bpf_program__attach(s->progs.lw_sys_enter);
+		if (!s->links.lw_sys_enter) {
+			err = errno;
+			goto fail;
+		}
+	}
+	if (!s->links.lw_sys_exit) {
+		s->links.lw_sys_exit =
+			bpf_program__attach(s->progs.lw_sys_exit);
+		if (!s->links.lw_sys_exit) {
+			err = errno;
+			goto fail;
+		}
+	}
+	return 0;
+
+fail:
+	lw_bpf_detach(b);
+	set_why(why, whylen,
+		"cannot attach to the raw syscall tracepoints: %s (%s)",
+		strerror(err), hint(err));
+	return -err;
+}
+
+void lw_bpf_detach(struct lw_bpf *b)
+{
+	struct syscalls_bpf *s = b->skel;
+
+	bpf_link__destroy(s->links.lw_sys_enter);
+	s->links.lw_sys_enter = NULL;
+	bpf_link__destroy(s->links.lw_sys_exit);
+	s->links.lw_sys_exit = NULL;
+}
+
+int lw_bpf_poll(struct lw_bpf *b, int timeout_ms, lw_bpf_event_fn fn, void *ctx)
+{
+	int r;
+
+	b->fn = fn;
+	b->fn_ctx = ctx;
+	b->fn_ret = 0;
+	b->handled = 0;
+	r = ring_buffer__poll(b->rb, timeout_ms);
+	b->fn = NULL;
+	b->fn_ctx = NULL;
+	if (b->fn_ret)
+		return b->fn_ret < 0 ? b->fn_ret : (int)b->handled;
+	if (r < 0)
+		return r == -EINTR ? -EINTR : r;
+	return (int)b->handled;
+}
+
+/* Sum one per-CPU array entry of n __u64 counters into out. */
+static int percpu_sum(struct lw_bpf *b, struct bpf_map *map, __u32 key,
+		      __u64 *out, size_t n)
+{
+	__u64 *vals;
+	int i;
+	size_t j;
+
+	vals = calloc((size_t)b->ncpus * n, sizeof(*vals));
+	if (!vals)
+		return -ENOMEM;
+	if (bpf_map_lookup_elem(bpf_map__fd(map), &key, vals) != 0) {
+		int err = errno;
+
+		free(vals);
+		return -err;
+	}
+	memset(out, 0, n * sizeof(*out));
+	for (i = 0; i < b->ncpus; i++)
+		for (j = 0; j < n; j++)
+			out[j] += vals[(size_t)i * n + j];
+	free(vals);
+	return 0;
+}
+
+int lw_bpf_stats_read(struct lw_bpf *b, struct lw_bpf_stats *out)
+{
+	return percpu_sum(b, b->skel->maps.stats, 0, (__u64 *)out,
+			  sizeof(*out) / sizeof(__u64));
+}
+
+int lw_bpf_sysstat_read(struct lw_bpf *b, __u32 nr, struct lw_bpf_sysstat *out)
+{
+	if (nr >= LW_BPF_MAX_SYSCALLS)
+		return -EINVAL;
+	return percpu_sum(b, b->skel->maps.syscalls, nr, (__u64 *)out,
+			  sizeof(*out) / sizeof(__u64));
+}
+
+unsigned long lw_bpf_bad_records(const struct lw_bpf *b)
+{
+	return b->bad;
+}
+
+struct syscalls_bpf *lw_bpf_skel(struct lw_bpf *b)
+{
+	return b->skel;
+}
+
+void lw_bpf_free(struct lw_bpf *b)
+{
+	if (!b)
+		return;
+	ring_buffer__free(b->rb);
+	/* Destroys the links first, then the programs and maps. */
+	syscalls_bpf__destroy(b->skel);
+	free(b);
+}

@@ -1,0 +1,674 @@
+/*
+ * symbolize.c - addresses of a live process to names (see symbolize.h).
+ *
+ * Dwfl does the hard parts: dwfl_linux_proc_report turns /proc/PID/maps into
+ * modules, each module's load bias comes from comparing its ELF program
+ * headers with where it is mapped, and dwfl_standard_find_debuginfo finds
+ * separate debug files.  What this file adds:
+ *
+ *   - its own find_elf.  Dwfl's default opens the path from the maps file on
+ *     the host, which is the wrong file (or none) for a process in another
+ *     mount namespace.  Ours opens it under /proc/PID/root.  Dwfl gives
+ *     find_elf no handle back to us, so every module's userdata slot points
+ *     at its lw_sym_t, set right after each report.
+ *   - a table of all mappings, read alongside, so that an address in no
+ *     module still says what it is in ("[anon]", "[heap]", "[stack]");
+ *   - the perf map for JIT code (perfmap.c).
+ */
+#include "symbolize.h"
+
+#include "perfmap.h"
+#include "proc.h"
+
+#include <dirent.h>
+#include <elfutils/libdwfl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <linux/openat2.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+/* /proc/PID/maps is read whole; a process with more than this much of it
+ * (hundreds of thousands of mappings) is read only up to here. */
+#define MAPS_MAX (64u << 20)
+
+/* Looked-up frames are cached: dwfl_module_addrinfo scans the whole
+ * symbol table on every call (165 us for an address in libc with its debug
+ * symbols), and stacks repeat the same addresses all the time. */
+#define CACHE_BITS 9
+
+struct cache_slot {
+	int used;
+	int is_return_addr;
+	lw_sym_frame_t frame;
+	int rc;
+};
+
+/* One line of /proc/PID/maps, for addresses that are in no module. */
+struct mapping {
+	uint64_t start, end;
+	char name[64]; /* "[anon]", "[heap]", a file's base name, ... */
+	int file; /* a file is mapped here (its path began with '/') */
+};
+
+struct lw_sym {
+	pid_t pid;
+	int root_fd; /* /proc/PID/root, O_PATH */
+	Dwfl *dwfl;
+	/* Dwfl keeps pointers to both for its whole life. */
+	Dwfl_Callbacks cb;
+	char *debuginfo_path;
+	struct mapping *maps;
+	size_t nmaps;
+	lw_perfmap_t *perfmap;
+	/* Identity of the perf map last loaded, to reload only on change. */
+	uint64_t pm_size, pm_mtime_ns, pm_ino;
+	struct cache_slot *cache; /* 1 << CACHE_BITS slots, on first use */
+};
+
+static void set_why(char *why, size_t whylen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (why == NULL || whylen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(why, whylen, fmt, ap);
+	va_end(ap);
+}
+
+/* Copy a string from the target's files, bounded, control characters as
+ * '?'. */
+static void copy_clean(char *dst, size_t dstlen, const char *src)
+{
+	size_t i = 0;
+
+	for (; src[i] != '\0' && i + 1 < dstlen; i++) {
+		unsigned char c = (unsigned char)src[i];
+		dst[i] = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
+	}
+	dst[i] = '\0';
+}
+
+static const char *base_name(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+
+	return slash != NULL ? slash + 1 : path;
+}
+
+/* Open path (absolute, as the target sees it) inside the target's root.
+ * openat2's RESOLVE_IN_ROOT keeps absolute symlinks inside that root, where
+ * a plain open of /proc/PID/root/<path> would follow them on the host. */
+static int open_in_root(const lw_sym_t *s, const char *path, int flags)
+{
+	struct open_how how = {
+		.flags = (uint64_t)(flags | O_CLOEXEC),
+		.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+	};
+	char buf[PATH_MAX + 32];
+	int fd;
+
+	while (*path == '/')
+		path++;
+	fd = (int)syscall(SYS_openat2, s->root_fd, path, &how, sizeof(how));
+	if (fd >= 0 || (errno != ENOSYS && errno != EPERM))
+		return fd;
+	/* Kernels before 5.6 (and seccomp filters that refuse openat2). */
+	if (snprintf(buf, sizeof(buf), "/proc/%d/root/%s", (int)s->pid, path) >=
+	    (int)sizeof(buf)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	return open(buf, flags | O_CLOEXEC);
+}
+
+/* fd if it is a regular file, else closes it and returns -1: a mapping of
+ * a device could block or never end when read. */
+static int regular_or_close(int fd)
+{
+	struct stat st;
+
+	if (fd >= 0 && (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* A file deleted (or replaced, as by a package upgrade) since it was
+ * mapped: its path now names nothing or another file, but the mapping's
+ * own file is still in /proc/PID/map_files/START-END (root only). */
+static int open_map_file(const lw_sym_t *s, uint64_t base, char **file_name)
+{
+	char dir[64], prefix[32], path[64 + 256];
+	struct dirent *de;
+	DIR *d;
+	int fd = -1;
+
+	snprintf(dir, sizeof(dir), "/proc/%d/map_files", (int)s->pid);
+	snprintf(prefix, sizeof(prefix), "%" PRIx64 "-", base);
+	d = opendir(dir);
+	if (d == NULL)
+		return -1;
+	while ((de = readdir(d)) != NULL) {
+		if (strncmp(de->d_name, prefix, strlen(prefix)) != 0)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		fd = regular_or_close(
+			open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK));
+		break;
+	}
+	closedir(d);
+	if (fd >= 0 && (*file_name = strdup(path)) == NULL) {
+		close(fd);
+		fd = -1;
+	}
+	return fd;
+}
+
+static int find_elf(Dwfl_Module *mod, void **userdata, const char *name,
+		    Dwarf_Addr base, char **file_name, Elf **elfp)
+{
+	const lw_sym_t *s = *userdata;
+	static const char deleted[] = " (deleted)";
+	size_t n = strlen(name);
+	char buf[PATH_MAX + 32];
+	int fd;
+
+	/* "[vdso: PID]" and anything else not a path: Dwfl's own reads the
+	 * vDSO from the process's memory. */
+	if (s == NULL || name[0] != '/')
+		return dwfl_linux_proc_find_elf(mod, userdata, name, base,
+						file_name, elfp);
+	if (n > sizeof(deleted) - 1 &&
+	    strcmp(name + n - (sizeof(deleted) - 1), deleted) == 0)
+		return open_map_file(s, base, file_name);
+
+	fd = regular_or_close(open_in_root(s, name, O_RDONLY | O_NONBLOCK));
+	if (fd < 0)
+		return -1;
+	/* Dwfl looks for debuglink files next to this name, and shows it in
+	 * its messages. */
+	snprintf(buf, sizeof(buf), "/proc/%d/root%s", (int)s->pid, name);
+	*file_name = strdup(buf);
+	if (*file_name == NULL) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* Point every module's userdata at s, for find_elf. */
+static int set_userdata(Dwfl_Module *mod, void **userdata, const char *name,
+			Dwarf_Addr start, void *arg)
+{
+	if (*userdata == NULL)
+		*userdata = arg;
+	return DWARF_CB_OK;
+}
+
+/* Read a whole /proc file into a NUL-terminated buffer (at most max). */
+static int read_proc_file(const char *path, size_t max, char **out,
+			  size_t *outlen)
+{
+	size_t len = 0, cap = 1 << 16;
+	char *buf = malloc(cap), *nbuf;
+	int fd, err;
+
+	if (buf == NULL)
+		return -ENOMEM;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		err = -errno;
+		free(buf);
+		return err;
+	}
+	for (;;) {
+		if (cap - len < 4096 && cap < max) {
+			nbuf = realloc(buf, cap * 2);
+			if (nbuf == NULL) {
+				err = -ENOMEM;
+				goto fail;
+			}
+			buf = nbuf;
+			cap *= 2;
+		}
+		if (cap - len <= 1)
+			break;
+		ssize_t got = read(fd, buf + len, cap - len - 1);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got < 0) {
+			err = -errno;
+			goto fail;
+		}
+		if (got == 0)
+			break;
+		len += (size_t)got;
+	}
+	close(fd);
+	buf[len] = '\0';
+	*out = buf;
+	*outlen = len;
+	return 0;
+fail:
+	close(fd);
+	free(buf);
+	return err;
+}
+
+/* Parse /proc/PID/maps into s->maps. */
+static int read_maps(lw_sym_t *s)
+{
+	char path[64], *buf = NULL, *line, *save = NULL;
+	struct mapping *maps = NULL;
+	size_t len = 0, n = 0, cap = 0;
+	int rc;
+
+	snprintf(path, sizeof(path), "/proc/%d/maps", (int)s->pid);
+	rc = read_proc_file(path, MAPS_MAX, &buf, &len);
+	if (rc < 0)
+		return rc;
+	for (line = strtok_r(buf, "\n", &save); line != NULL;
+	     line = strtok_r(NULL, "\n", &save)) {
+		uint64_t start, end;
+		int name_at = 0;
+
+		if (sscanf(line, "%" SCNx64 "-%" SCNx64 " %*s %*s %*s %*s %n",
+			   &start, &end, &name_at) < 2 ||
+		    name_at == 0)
+			continue;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 256;
+			struct mapping *nm = realloc(maps, cap * sizeof(*maps));
+			if (nm == NULL) {
+				free(maps);
+				free(buf);
+				return -ENOMEM;
+			}
+			maps = nm;
+		}
+		struct mapping *m = &maps[n++];
+		const char *name = line + name_at;
+		m->start = start;
+		m->end = end;
+		m->file = *name == '/';
+		if (*name == '\0')
+			copy_clean(m->name, sizeof(m->name), "[anon]");
+		else if (*name == '[')
+			copy_clean(m->name, sizeof(m->name), name);
+		else
+			copy_clean(m->name, sizeof(m->name), base_name(name));
+	}
+	free(buf);
+	free(s->maps);
+	s->maps = maps;
+	s->nmaps = n;
+	return 0;
+}
+
+static const struct mapping *find_mapping(const lw_sym_t *s, uint64_t addr)
+{
+	size_t lo = 0, hi = s->nmaps;
+
+	/* The kernel lists mappings in address order. */
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (s->maps[mid].end <= addr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo < s->nmaps && s->maps[lo].start <= addr)
+		return &s->maps[lo];
+	return NULL;
+}
+
+/* The target's pid in its own pid namespace (the last NSpid field), which
+ * is the PID a JIT inside a container puts in its perf map's name. */
+static pid_t ns_pid(pid_t pid)
+{
+	char path[64], line[256];
+	pid_t last = pid;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	f = fopen(path, "re");
+	if (f == NULL)
+		return pid;
+	while (fgets(line, sizeof(line), f) != NULL) {
+		if (strncmp(line, "NSpid:", 6) != 0)
+			continue;
+		char *p = line + 6, *endp;
+		for (;;) {
+			long v = strtol(p, &endp, 10);
+			if (endp == p)
+				break;
+			if (v > 0 && v <= INT_MAX)
+				last = (pid_t)v;
+			p = endp;
+		}
+		break;
+	}
+	fclose(f);
+	return last;
+}
+
+/* Load /tmp/perf-PID.map if it exists, is a regular file owned by the
+ * target's user or root (anyone may create files in /tmp, and a map made
+ * by someone else would put false names on the target's code), and changed
+ * since the last load. */
+static void load_perfmap(lw_sym_t *s)
+{
+	char name[64], proc[64];
+	struct stat st, pst;
+	lw_perfmap_t *m;
+	int fd;
+
+	snprintf(proc, sizeof(proc), "/proc/%d", (int)s->pid);
+	if (stat(proc, &pst) < 0)
+		return;
+	snprintf(name, sizeof(name), "/tmp/perf-%d.map", (int)ns_pid(s->pid));
+	fd = open_in_root(s, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
+	if (fd < 0 && ns_pid(s->pid) != s->pid) {
+		snprintf(name, sizeof(name), "/tmp/perf-%d.map", (int)s->pid);
+		fd = open_in_root(s, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
+	}
+	if (fd < 0)
+		return;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
+	    (st.st_uid != pst.st_uid && st.st_uid != 0))
+		goto out;
+	uint64_t mtime = (uint64_t)st.st_mtim.tv_sec * 1000000000u +
+			 (uint64_t)st.st_mtim.tv_nsec;
+	if (s->perfmap != NULL && s->pm_size == (uint64_t)st.st_size &&
+	    s->pm_mtime_ns == mtime && s->pm_ino == (uint64_t)st.st_ino)
+		goto out;
+	if (lw_perfmap_load_fd(fd, &m) == 0) {
+		lw_perfmap_free(s->perfmap);
+		s->perfmap = m;
+		s->pm_size = (uint64_t)st.st_size;
+		s->pm_mtime_ns = mtime;
+		s->pm_ino = (uint64_t)st.st_ino;
+	}
+out:
+	close(fd);
+}
+
+/* Report the modules of /proc/PID/maps to Dwfl: 0 or a negative errno. */
+static int report(lw_sym_t *s)
+{
+	int rc;
+
+	dwfl_report_begin(s->dwfl);
+	rc = dwfl_linux_proc_report(s->dwfl, s->pid);
+	if (dwfl_report_end(s->dwfl, NULL, NULL) != 0 && rc == 0)
+		rc = -1;
+	if (rc != 0)
+		return rc > 0 ? (rc == ENOENT ? -ESRCH : -rc) : -EIO;
+	dwfl_getmodules(s->dwfl, set_userdata, s, 0);
+	return 0;
+}
+
+int lw_sym_open(pid_t pid, lw_sym_t **out, char *why, size_t whylen)
+{
+	char path[64];
+	uint64_t start_time;
+	lw_sym_t *s;
+	int rc;
+
+	*out = NULL;
+	if (pid <= 0) {
+		set_why(why, whylen, "%d is not a process id", (int)pid);
+		return -EINVAL;
+	}
+	/* A zombie still has /proc/PID, but no mappings: it has exited. */
+	rc = lw_proc_start_time(pid, &start_time);
+	if (rc < 0) {
+		set_why(why, whylen, "process %d %s", (int)pid,
+			rc == -ESRCH ? "does not exist or has exited"
+				     : strerror(-rc));
+		return rc;
+	}
+
+	s = calloc(1, sizeof(*s));
+	if (s == NULL)
+		goto nomem;
+	s->pid = pid;
+	s->root_fd = -1;
+	snprintf(path, sizeof(path), "/proc/%d/root", (int)pid);
+	s->root_fd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (s->root_fd < 0) {
+		rc = errno == ENOENT ? -ESRCH : -errno;
+		set_why(why, whylen, "cannot open %s: %s%s", path,
+			strerror(-rc),
+			rc == -EACCES ? " (run as root or as its user)" : "");
+		free(s);
+		return rc;
+	}
+	/* Separate debug files: Dwfl's default places (next to the file, in
+	 * .debug/ there, in /usr/lib/debug by build-id or path) and the
+	 * target's own /usr/lib/debug, for a container that ships them. */
+	if (asprintf(&s->debuginfo_path,
+		     ":.debug:/usr/lib/debug:%s/usr/lib/debug", path) < 0) {
+		s->debuginfo_path = NULL;
+		goto nomem;
+	}
+	s->cb.find_elf = find_elf;
+	s->cb.find_debuginfo = dwfl_standard_find_debuginfo;
+	s->cb.debuginfo_path = &s->debuginfo_path;
+	s->dwfl = dwfl_begin(&s->cb);
+	if (s->dwfl == NULL)
+		goto nomem;
+
+	rc = read_maps(s);
+	if (rc == 0 && s->nmaps == 0) {
+		set_why(why, whylen,
+			"process %d has no user-space mappings (a kernel "
+			"thread, or it is exiting)",
+			(int)pid);
+		lw_sym_close(s);
+		return -ENOENT;
+	}
+	if (rc == 0)
+		rc = report(s);
+	if (rc < 0) {
+		set_why(why, whylen, "cannot read /proc/%d/maps: %s", (int)pid,
+			rc == -ESRCH ? "the process has exited"
+			: rc == -EIO ? dwfl_errmsg(-1)
+				     : strerror(-rc));
+		lw_sym_close(s);
+		return rc;
+	}
+	load_perfmap(s);
+	*out = s;
+	return 0;
+nomem:
+	set_why(why, whylen, "out of memory");
+	lw_sym_close(s);
+	return -ENOMEM;
+}
+
+int lw_sym_refresh(lw_sym_t *s)
+{
+	int rc = read_maps(s);
+
+	/* Modules and perf-map entries may have come and gone. */
+	free(s->cache);
+	s->cache = NULL;
+	if (rc == -ENOENT)
+		rc = -ESRCH;
+	if (rc == 0)
+		rc = report(s);
+	if (rc == 0)
+		load_perfmap(s);
+	return rc;
+}
+
+/* Fill the module fields from a Dwfl module. */
+static void module_fields(Dwfl_Module *mod, uint64_t addr, lw_sym_frame_t *out)
+{
+	Dwarf_Addr low = 0, bias = 0;
+	const char *name =
+		dwfl_module_info(mod, NULL, &low, NULL, NULL, NULL, NULL, NULL);
+
+	if (name == NULL)
+		name = "?";
+	if (strncmp(name, "[vdso", 5) == 0)
+		name = "[vdso]";
+	copy_clean(out->module, sizeof(out->module), base_name(name));
+	if (dwfl_module_getelf(mod, &bias) != NULL)
+		out->module_off = addr - bias;
+	else
+		out->module_off = addr - low;
+	out->flags |= LW_SYM_MODULE;
+}
+
+/* Whether m, the mapping at an address, is mod's file.  A module spans
+ * from its first mapping to its last, and the kernel may put unrelated
+ * mappings (JIT code, a heap arena) in the holes between a library's
+ * segments: there the module's range must not name them. */
+static int module_mapped_at(Dwfl_Module *mod, const struct mapping *m)
+{
+	const char *name =
+		dwfl_module_info(mod, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
+	char clean[sizeof(m->name)];
+
+	if (m == NULL || name == NULL)
+		return 0;
+	if (strncmp(name, "[vdso", 5) == 0)
+		return strcmp(m->name, "[vdso]") == 0;
+	copy_clean(clean, sizeof(clean), base_name(name));
+	return m->file && strcmp(m->name, clean) == 0;
+}
+
+static int lookup(lw_sym_t *s, uint64_t addr, int is_return_addr,
+		  lw_sym_frame_t *out)
+{
+	/* A return address is the instruction after the call, which may be
+	 * the first of the next function or on another line. */
+	uint64_t at = is_return_addr && addr > 0 ? addr - 1 : addr;
+	lw_perfmap_sym_t psym;
+	Dwfl_Module *mod;
+
+	memset(out, 0, sizeof(*out));
+	out->addr = addr;
+
+	const struct mapping *m = find_mapping(s, at);
+	mod = dwfl_addrmodule(s->dwfl, at);
+	if (mod != NULL && !module_mapped_at(mod, m))
+		mod = NULL;
+	if (mod != NULL) {
+		GElf_Off off = 0;
+		GElf_Sym sym;
+		const char *fn;
+		Dwfl_Line *line;
+
+		module_fields(mod, addr, out);
+		fn = dwfl_module_addrinfo(mod, at, &off, &sym, NULL, NULL,
+					  NULL);
+		if (fn != NULL && fn[0] != '\0') {
+			copy_clean(out->func, sizeof(out->func), fn);
+			out->func_off = addr - (at - off);
+			out->flags |= LW_SYM_FUNC;
+		}
+		line = dwfl_module_getsrc(mod, at);
+		if (line != NULL) {
+			int lineno = 0;
+			const char *file = dwfl_lineinfo(line, NULL, &lineno,
+							 NULL, NULL, NULL);
+			if (file != NULL && lineno > 0) {
+				size_t n = strlen(file);
+				if (n >= sizeof(out->file))
+					file += n - (sizeof(out->file) - 1);
+				copy_clean(out->file, sizeof(out->file), file);
+				out->line = lineno;
+				out->flags |= LW_SYM_LINE;
+			}
+		}
+		return (out->flags & LW_SYM_FUNC) ? 0 : 1;
+	}
+
+	if (lw_perfmap_find(s->perfmap, at, &psym)) {
+		copy_clean(out->func, sizeof(out->func), psym.name);
+		out->func_off = addr - psym.start;
+		copy_clean(out->module, sizeof(out->module), "perf-map");
+		out->flags |= LW_SYM_FUNC | LW_SYM_PERFMAP;
+		return 0;
+	}
+
+	out->flags |= LW_SYM_UNKNOWN;
+	if (m != NULL) {
+		copy_clean(out->module, sizeof(out->module), m->name);
+		out->module_off = addr - m->start;
+	}
+	return 1;
+}
+
+int lw_sym_lookup(lw_sym_t *s, uint64_t addr, int is_return_addr,
+		  lw_sym_frame_t *out)
+{
+	struct cache_slot *c;
+	size_t slot;
+
+	is_return_addr = is_return_addr != 0;
+	if (s->cache == NULL)
+		s->cache = calloc((size_t)1 << CACHE_BITS, sizeof(*s->cache));
+	if (s->cache == NULL)
+		return lookup(s, addr, is_return_addr, out);
+	slot = (size_t)((addr * 0x9e3779b97f4a7c15ull) >> (64 - CACHE_BITS));
+	c = &s->cache[slot];
+	if (!c->used || c->frame.addr != addr ||
+	    c->is_return_addr != is_return_addr) {
+		c->rc = lookup(s, addr, is_return_addr, &c->frame);
+		c->is_return_addr = is_return_addr;
+		c->used = 1;
+	}
+	*out = c->frame;
+	return c->rc;
+}
+
+void lw_sym_format(const lw_sym_frame_t *f, char *buf, size_t len)
+{
+	if (len == 0)
+		return;
+	if ((f->flags & LW_SYM_FUNC) && (f->flags & LW_SYM_LINE))
+		snprintf(buf, len, "%s+0x%" PRIx64 " (%s:%d)", f->func,
+			 f->func_off, base_name(f->file), f->line);
+	else if (f->flags & LW_SYM_PERFMAP)
+		snprintf(buf, len, "%s+0x%" PRIx64 " [perf-map]", f->func,
+			 f->func_off);
+	else if (f->flags & LW_SYM_FUNC)
+		snprintf(buf, len, "%s+0x%" PRIx64 " [%s]", f->func,
+			 f->func_off, f->module);
+	else if (f->flags & LW_SYM_MODULE)
+		snprintf(buf, len, "%s+0x%" PRIx64, f->module, f->module_off);
+	else if (f->module[0] != '\0')
+		snprintf(buf, len, "[unknown] 0x%" PRIx64 " %s", f->addr,
+			 f->module);
+	else
+		snprintf(buf, len, "[unknown] 0x%" PRIx64, f->addr);
+}
+
+void lw_sym_close(lw_sym_t *s)
+{
+	if (s == NULL)
+		return;
+	if (s->dwfl != NULL)
+		dwfl_end(s->dwfl);
+	if (s->root_fd >= 0)
+		close(s->root_fd);
+	free(s->debuginfo_path);
+	free(s->maps);
+	free(s->cache);
+	lw_perfmap_free(s->perfmap);
+	free(s);
+}
