@@ -264,9 +264,12 @@ install: lib
 		tools/loopwatch.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/loopwatch.pc
 	@echo "installed into $(DESTDIR)$(PREFIX)"
 
+# Every C file of the tree, in kernel style (.clang-format).
+FORMAT_SRC = $(wildcard include/*.h probe/*.[ch] agent/*.[ch] bpf/*.[ch] \
+	tests/*.[ch] tests/progs/*.c fuzz/*.c examples/*.c examples/lib/*.[ch] \
+	bench/*.c bench/lib/*.[ch])
 format:
-	$(Q)clang-format -i include/*.h probe/*.[ch] tests/*.[ch] examples/*.c \
-		examples/lib/*.[ch] bench/*.c bench/lib/*.[ch]
+	$(Q)clang-format -i $(FORMAT_SRC)
 
 clean:
 	$(Q)rm -rf $(BUILD)

@@ -42,7 +42,6 @@
 /* pid_max can be at most 2^22 on Linux. */
 #define MAX_PID (1 << 22)
 
-
 #define LD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
 #define LD_ACQ(x) __atomic_load_n(&(x), __ATOMIC_ACQUIRE)
 

@@ -97,13 +97,15 @@ int main(int argc, char **argv)
 		else if (strcmp(argv[i], "--seconds") == 0)
 			dst = &seconds;
 		else if (strcmp(argv[i], "--help") == 0) {
-			printf("usage: epoll_probe [--tick-ms N] [--block-ms N] "
+			printf("usage: epoll_probe [--tick-ms N] [--block-ms "
+			       "N] "
 			       "[--block-every N] [--seconds N]\n");
 			return 0;
 		}
 		if (dst == NULL || i + 1 == argc || parse_int(argv[++i], dst)) {
-			fprintf(stderr, "epoll_probe: bad argument '%s' (try "
-					"--help)\n",
+			fprintf(stderr,
+				"epoll_probe: bad argument '%s' (try "
+				"--help)\n",
 				argv[i]);
 			return 2;
 		}
@@ -124,8 +126,8 @@ int main(int argc, char **argv)
 	}
 	uint32_t tick_site =
 		lw_probe_site(probe, LW_KIND_TIMER, LW_FN(on_tick), "on_tick");
-	uint32_t msg_site =
-		lw_probe_site(probe, LW_KIND_IO, LW_FN(on_message), "on_message");
+	uint32_t msg_site = lw_probe_site(probe, LW_KIND_IO, LW_FN(on_message),
+					  "on_message");
 
 	int ep = epoll_create1(EPOLL_CLOEXEC);
 	int tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
@@ -148,8 +150,8 @@ int main(int argc, char **argv)
 	printf("ready %d\n", (int)getpid());
 	fflush(stdout);
 
-	uint64_t end = seconds ? mono_ns() + (uint64_t)seconds * 1000000000u
-			       : 0;
+	uint64_t end =
+		seconds ? mono_ns() + (uint64_t)seconds * 1000000000u : 0;
 	uint64_t next_due = mono_ns() + (uint64_t)tick_ms * 1000000u;
 	while (!done && (end == 0 || mono_ns() < end)) {
 		struct epoll_event events[16];

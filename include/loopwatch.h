@@ -73,7 +73,8 @@ typedef enum lw_kind {
 	LW_KIND_FILE = 13, /* a file watcher saw a change */
 	LW_KIND_CHILD = 14, /* a watched child process exited */
 	LW_KIND_SIGNAL = 15, /* a watched signal arrived */
-	LW_KIND_PROBE = 16, /* reported through the probe API by a foreign loop */
+	LW_KIND_PROBE =
+		16, /* reported through the probe API by a foreign loop */
 	LW_KIND_WORK = 17, /* a job on the defer pool (named, never recorded) */
 	LW_KIND_MAX_
 } lw_kind_t;
@@ -367,8 +368,7 @@ int lw_deferrable_fail(lw_deferrable_t *d, void *value);
  * replaces the timeout; resolving or lw_deferrable_cancel_timeout() removes
  * it.  -EALREADY once resolved, -EINVAL for a negative time.
  */
-int lw_deferrable_timeout(lw_deferrable_t *d, int64_t timeout_ms,
-			  void *value);
+int lw_deferrable_timeout(lw_deferrable_t *d, int64_t timeout_ms, void *value);
 int lw_deferrable_cancel_timeout(lw_deferrable_t *d);
 
 lw_deferrable_state_t lw_deferrable_state(const lw_deferrable_t *d);
@@ -437,8 +437,7 @@ size_t lw_channel_subscribers(const lw_channel_t *ch);
  * Called for item `index`.  The work may be asynchronous: call
  * lw_iterator_next(it) when the item is done, from this call or later.
  */
-typedef void (*lw_iterator_each_cb)(lw_iterator_t *it, size_t index,
-				    void *arg);
+typedef void (*lw_iterator_each_cb)(lw_iterator_t *it, size_t index, void *arg);
 /* Called once, after every item is done.  The iterator is freed after. */
 typedef void (*lw_iterator_done_cb)(lw_iterator_t *it, void *arg);
 
@@ -580,8 +579,9 @@ typedef struct lw_server_options {
  * of spinning; waiting connections stay in the kernel's queue.
  */
 int lw_server_start(lw_loop_t *loop, const char *host, uint16_t port,
-		    const lw_conn_handlers_t *h, const lw_server_options_t *opts,
-		    void *data, lw_server_t **out);
+		    const lw_conn_handlers_t *h,
+		    const lw_server_options_t *opts, void *data,
+		    lw_server_t **out);
 
 /* The port actually bound. */
 uint16_t lw_server_port(const lw_server_t *s);

@@ -175,7 +175,7 @@ struct lw_ring_header {
 	uint32_t cur_kind; /* its lw_kind_t */
 	uint8_t pad2[64 - 16];
 
-	/* ---- the defer pool (offset 384), written under the pool's lock ---- */
+	/* ---- the defer pool (offset 384), under the pool's lock ---- */
 	uint32_t pool_threads; /* worker threads started */
 	uint32_t pool_busy; /* workers running a job */
 	uint32_t pool_queued; /* jobs waiting for a worker */

@@ -43,7 +43,7 @@ struct lw_channel {
 	size_t live; /* subscribers with a callback */
 	int64_t last_id;
 	unsigned depth; /* deliveries running (they nest) */
-	int holes;	/* slots cleared during a delivery, to compact */
+	int holes; /* slots cleared during a delivery, to compact */
 	/*
 	 * Freed by the user while delivering or with a drain() posted: the
 	 * outermost delivery or the drain() releases it.
@@ -54,7 +54,7 @@ struct lw_channel {
 	/* Pushes from other threads. */
 	pthread_mutex_t lock;
 	itemvec_t inbox; /* guarded by lock */
-	int posted;	 /* guarded by lock: a drain() is queued or running */
+	int posted; /* guarded by lock: a drain() is queued or running */
 };
 
 static int itemvec_push(itemvec_t *iv, void *item)
@@ -101,7 +101,7 @@ static void dispatch(lw_channel_t *ch, size_t i, void *item)
 	lw_channel_cb cb = s->cb;
 	void *arg = s->arg;
 	lw__site_t *site =
-	    lw__site_cached(loop, &s->site, LW_KIND_CHANNEL, LW_FN(cb));
+		lw__site_cached(loop, &s->site, LW_KIND_CHANNEL, LW_FN(cb));
 
 	/* `s` may move (a subscribe grows the array): not used after. */
 	lw__call_begin(loop, site, 0);

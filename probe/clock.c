@@ -29,9 +29,9 @@ static void check_tsc(void)
 		return;
 
 	char buf[64] = "";
-	FILE *f = fopen(
-		"/sys/devices/system/clocksource/clocksource0/current_clocksource",
-		"re");
+	FILE *f = fopen("/sys/devices/system/clocksource/clocksource0/"
+			"current_clocksource",
+			"re");
 	if (f == NULL)
 		return;
 	if (fgets(buf, sizeof(buf), f) == NULL)
@@ -128,7 +128,8 @@ void lw__clock_init(lw__clock_t *c)
 	c->base_ns = n1;
 	c->tight_raw = tight;
 	/* 100 us in ticks: 100000 ns * ticks/ns = (100000 << shift) / mult */
-	c->long_raw = (uint64_t)(((unsigned __int128)100000 << SHIFT) / c->mult);
+	c->long_raw =
+		(uint64_t)(((unsigned __int128)100000 << SHIFT) / c->mult);
 }
 
 uint64_t lw__clock_rebase(lw__clock_t *c, uint64_t *raw)

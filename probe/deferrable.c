@@ -27,9 +27,9 @@ struct lw_deferrable {
 	lw__handle_t handle;
 	lw_loop_t *loop;
 	lw_deferrable_state_t state;
-	void *value;	  /* what it resolved with */
-	void *data;	  /* the user's */
-	lw__list_t cbs;	  /* deferrable_cbnode_t not yet run, in order added */
+	void *value; /* what it resolved with */
+	void *data; /* the user's */
+	lw__list_t cbs; /* deferrable_cbnode_t not yet run, in order added */
 	uint64_t last_id; /* ids handed out so far; 0 is never an id */
 	lw_timer_t timer; /* the timeout; raw, not a site */
 	void *timeout_value;
@@ -40,15 +40,14 @@ struct lw_deferrable {
 	 */
 	unsigned depth;
 	int resolving; /* inside resolve(): late callbacks are queued */
-	int freeing;   /* lw_deferrable_free() was called; run nothing more */
+	int freeing; /* lw_deferrable_free() was called; run nothing more */
 };
 
 static void free_nodes(lw_deferrable_t *d)
 {
 	lw__list_t *pos, *tmp;
 
-	lw__list_foreach_safe(pos, tmp, &d->cbs)
-	{
+	lw__list_foreach_safe (pos, tmp, &d->cbs) {
 		lw__list_remove(pos);
 		free(LW__CONTAINER_OF(pos, deferrable_cbnode_t, node));
 	}
@@ -184,10 +183,9 @@ int lw_deferrable_cancel(lw_deferrable_t *d, uint64_t id)
 
 	if (d == NULL)
 		return -EINVAL;
-	lw__list_foreach_safe(pos, tmp, &d->cbs)
-	{
+	lw__list_foreach_safe (pos, tmp, &d->cbs) {
 		deferrable_cbnode_t *n =
-		    LW__CONTAINER_OF(pos, deferrable_cbnode_t, node);
+			LW__CONTAINER_OF(pos, deferrable_cbnode_t, node);
 		if (n->id == id) {
 			lw__list_remove(pos);
 			free(n);
@@ -212,7 +210,7 @@ static int resolve(lw_deferrable_t *d, lw_deferrable_state_t state, void *value)
 	d->resolving = 1;
 	while (!d->freeing && (first = lw__list_first(&d->cbs)) != NULL) {
 		deferrable_cbnode_t *n =
-		    LW__CONTAINER_OF(first, deferrable_cbnode_t, node);
+			LW__CONTAINER_OF(first, deferrable_cbnode_t, node);
 		lw_deferrable_cb cb = n->cb;
 		void *arg = n->arg;
 		int match = n->errback == (state == LW_FAILED);

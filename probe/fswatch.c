@@ -185,8 +185,7 @@ static void reg_sweep(fsreg_t *reg)
 {
 	lw__list_t *pos, *tmp;
 
-	lw__list_foreach_safe(pos, tmp, &reg->watchers)
-	{
+	lw__list_foreach_safe (pos, tmp, &reg->watchers) {
 		lw_fswatch_t *w = LW__CONTAINER_OF(pos, lw_fswatch_t, node);
 		if (w->stopped) {
 			lw__list_remove(&w->node);

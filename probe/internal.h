@@ -120,7 +120,8 @@ struct lw_loop {
 	uint32_t nsites, sites_cap;
 	uint32_t *site_hash; /* site ids, 0 = empty */
 	uint32_t site_hash_cap; /* power of two */
-	lw__site_t *site_mru; /* the last site looked up: most lookups repeat it */
+	lw__site_t
+		*site_mru; /* the last site looked up: most lookups repeat it */
 	lw__site_t fallback_site; /* used when a site cannot be allocated */
 	struct lw__site_name *names;
 	uint32_t nnames, names_cap;
@@ -138,7 +139,6 @@ struct lw_loop {
 	uint64_t callbacks;
 	uint64_t busy_ns, idle_ns;
 	uint64_t busy_mark; /* when the last wait returned, 0 if not running */
-
 };
 
 struct lw__site_name {
@@ -292,7 +292,7 @@ static inline void lw__handle_remove(lw__handle_t *h)
 /* Grow *v (element size `size`) to hold at least `need`; 0 or -ENOMEM. */
 int lw__grow(void **v, uint32_t *cap, uint32_t need, size_t size);
 
-#define LW__CONTAINER_OF(ptr, type, member)                                    \
-	((type *)((char *)(ptr) - offsetof(type, member)))
+#define LW__CONTAINER_OF(ptr, type, member) \
+	((type *)((char *)(ptr)-offsetof(type, member)))
 
 #endif /* LW_INTERNAL_H */

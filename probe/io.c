@@ -157,10 +157,10 @@ int lw__poll(lw_loop_t *loop, int64_t timeout_ns)
 	/* A callback that just ended took the timestamp already (ring.h): the
 	 * wait is the next boundary, and nothing but loop bookkeeping ran in
 	 * between, so that reading serves here too. */
-	uint64_t before =
-		loop->ring != NULL && loop->ring->cursor_valid
-			? loop->ring->cursor_ns
-			: lw__clock_ns(&loop->clock, lw__clock_raw(&loop->clock));
+	uint64_t before = loop->ring != NULL && loop->ring->cursor_valid
+				  ? loop->ring->cursor_ns
+				  : lw__clock_ns(&loop->clock,
+						 lw__clock_raw(&loop->clock));
 	if (loop->busy_mark != 0 && before > loop->busy_mark)
 		loop->busy_ns += before - loop->busy_mark;
 	if (loop->ring != NULL)

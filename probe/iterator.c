@@ -17,8 +17,8 @@
 struct lw_iterator {
 	lw__handle_t handle;
 	lw_loop_t *loop;
-	size_t n;	 /* items */
-	size_t started;	 /* items whose each() was called: the next index */
+	size_t n; /* items */
+	size_t started; /* items whose each() was called: the next index */
 	size_t finished; /* lw_iterator_next() calls */
 	unsigned concurrency;
 	unsigned in_flight; /* started - finished */

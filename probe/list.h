@@ -44,8 +44,8 @@ static inline lw__list_t *lw__list_first(const lw__list_t *h)
 	return h->next == h ? NULL : h->next;
 }
 
-#define lw__list_foreach_safe(pos, tmp, head)                                  \
-	for ((pos) = (head)->next, (tmp) = (pos)->next; (pos) != (head);       \
+#define lw__list_foreach_safe(pos, tmp, head)                            \
+	for ((pos) = (head)->next, (tmp) = (pos)->next; (pos) != (head); \
 	     (pos) = (tmp), (tmp) = (pos)->next)
 
 #endif /* LW_LIST_H */

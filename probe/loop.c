@@ -155,8 +155,8 @@ static void note_thread(lw_loop_t *loop)
 {
 	if (loop->ring == NULL)
 		return;
-	if (loop->ring_thread_set && pthread_equal(loop->ring_thread,
-						   pthread_self()))
+	if (loop->ring_thread_set &&
+	    pthread_equal(loop->ring_thread, pthread_self()))
 		return;
 	lw__ring_set_tid(loop->ring);
 	loop->ring_thread = pthread_self();
@@ -250,8 +250,8 @@ int lw_run_once(lw_loop_t *loop, int timeout_ms)
 	note_thread(loop);
 	/* The caller's own code ran since the last callback of the loop. */
 	lw__gap(loop);
-	int r = iterate(loop, timeout_ms < 0 ? -1
-					      : (int64_t)timeout_ms * 1000000);
+	int r = iterate(loop,
+			timeout_ms < 0 ? -1 : (int64_t)timeout_ms * 1000000);
 	atomic_store(&loop->stop_flag, 0);
 	loop->busy_mark = 0;
 	atomic_store(&loop->on_thread, 0);

@@ -80,8 +80,7 @@ static void publish(lw__pool_t *pool)
 	__atomic_store_n(&h->pool_oldest_site, site, __ATOMIC_RELAXED);
 	__atomic_store_n(&h->pool_oldest_start_ns, oldest, __ATOMIC_RELAXED);
 	__atomic_store_n(&h->pool_oldest_fn, fn, __ATOMIC_RELAXED);
-	__atomic_store_n(&h->pool_completed, pool->completed,
-			 __ATOMIC_RELAXED);
+	__atomic_store_n(&h->pool_completed, pool->completed, __ATOMIC_RELAXED);
 }
 
 static void *worker_main(void *p)
@@ -138,9 +137,9 @@ static void pool_destroy(lw__pool_t *pool)
 	/* Jobs never run, and completions never delivered, are dropped:
 	 * the loop that would run them is going away. */
 	lw__list_t *n, *tmp;
-	lw__list_foreach_safe(n, tmp, &pool->queue)
+	lw__list_foreach_safe (n, tmp, &pool->queue)
 		free(LW__CONTAINER_OF(n, job_t, node));
-	lw__list_foreach_safe(n, tmp, &pool->done)
+	lw__list_foreach_safe (n, tmp, &pool->done)
 		free(LW__CONTAINER_OF(n, job_t, node));
 	pthread_cond_destroy(&pool->cond);
 	pthread_mutex_destroy(&pool->lock);

@@ -126,8 +126,8 @@ uint32_t lw_probe_site(lw_probe_t *p, int kind, lw_fn fn, const char *name)
 				/* A new name for a known site renames it. */
 				if (name != NULL &&
 				    strncmp(s->name, name, sizeof(s->name))) {
-					snprintf(s->name, sizeof(s->name),
-						 "%s", name);
+					snprintf(s->name, sizeof(s->name), "%s",
+						 name);
 					lw__ring_site(p->ring, id, kind,
 						      (uint64_t)(uintptr_t)fn,
 						      s->name);

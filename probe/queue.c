@@ -37,8 +37,8 @@ struct lw_queue {
 	void *site; /* the last pop callback's site; loop thread only */
 	/* Guards everything below: pushes come from any thread. */
 	pthread_mutex_t lock;
-	ring_t items;  /* void * */
-	ring_t pops;   /* queue_pop_t, in the order they were made */
+	ring_t items; /* void * */
+	ring_t pops; /* queue_pop_t, in the order they were made */
 	int scheduled; /* a serve() is queued or running */
 	/*
 	 * Freed by the user while a serve() was queued or running: that
@@ -113,7 +113,7 @@ static void dispatch(lw_queue_t *q, lw_queue_cb cb, void *arg, void *item)
 {
 	lw_loop_t *loop = q->loop;
 	lw__site_t *site =
-	    lw__site_cached(loop, &q->site, LW_KIND_QUEUE, LW_FN(cb));
+		lw__site_cached(loop, &q->site, LW_KIND_QUEUE, LW_FN(cb));
 
 	lw__call_begin(loop, site, 0);
 	cb(q, arg, item);
@@ -241,7 +241,7 @@ unlock:
 
 int lw_queue_pop(lw_queue_t *q, lw_queue_cb cb, void *arg)
 {
-	queue_pop_t pop = {cb, arg};
+	queue_pop_t pop = { cb, arg };
 	int r;
 
 	if (q == NULL || cb == NULL)

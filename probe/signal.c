@@ -100,8 +100,7 @@ static void group_sweep(sig_group_t *g)
 {
 	lw__list_t *pos, *tmp;
 
-	lw__list_foreach_safe(pos, tmp, &g->watchers)
-	{
+	lw__list_foreach_safe (pos, tmp, &g->watchers) {
 		lw_signal_t *w = LW__CONTAINER_OF(pos, lw_signal_t, node);
 		if (w->stopped) {
 			lw__list_remove(&w->node);

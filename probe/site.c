@@ -14,15 +14,24 @@
 #include <string.h>
 
 static const char *const kind_names[LW_KIND_MAX_] = {
-	[LW_KIND_NONE] = "none",	   [LW_KIND_TIMER] = "timer",
-	[LW_KIND_IO] = "io",		   [LW_KIND_TICK] = "tick",
-	[LW_KIND_POST] = "post",	   [LW_KIND_DEFER] = "defer",
-	[LW_KIND_DEFERRABLE] = "deferrable", [LW_KIND_QUEUE] = "queue",
-	[LW_KIND_CHANNEL] = "channel",	   [LW_KIND_ITERATOR] = "iterator",
-	[LW_KIND_CONNECT] = "connect",	   [LW_KIND_DATA] = "data",
-	[LW_KIND_UNBIND] = "unbind",	   [LW_KIND_FILE] = "file",
-	[LW_KIND_CHILD] = "child",	   [LW_KIND_SIGNAL] = "signal",
-	[LW_KIND_PROBE] = "probe",	   [LW_KIND_WORK] = "work",
+	[LW_KIND_NONE] = "none",
+	[LW_KIND_TIMER] = "timer",
+	[LW_KIND_IO] = "io",
+	[LW_KIND_TICK] = "tick",
+	[LW_KIND_POST] = "post",
+	[LW_KIND_DEFER] = "defer",
+	[LW_KIND_DEFERRABLE] = "deferrable",
+	[LW_KIND_QUEUE] = "queue",
+	[LW_KIND_CHANNEL] = "channel",
+	[LW_KIND_ITERATOR] = "iterator",
+	[LW_KIND_CONNECT] = "connect",
+	[LW_KIND_DATA] = "data",
+	[LW_KIND_UNBIND] = "unbind",
+	[LW_KIND_FILE] = "file",
+	[LW_KIND_CHILD] = "child",
+	[LW_KIND_SIGNAL] = "signal",
+	[LW_KIND_PROBE] = "probe",
+	[LW_KIND_WORK] = "work",
 };
 
 const char *lw_kind_name(int kind)
@@ -115,8 +124,8 @@ static lw__site_t *lookup(lw_loop_t *loop, int kind, lw_fn fn)
 	/* Not seen yet: make it.  Grow first so the insert cannot fail. */
 	if ((loop->nsites + 1) * 2 > loop->site_hash_cap && rehash(loop) != 0)
 		return &loop->fallback_site;
-	if (lw__grow((void **)&loop->sites, &loop->sites_cap,
-		     loop->nsites + 1, sizeof(*loop->sites)) != 0)
+	if (lw__grow((void **)&loop->sites, &loop->sites_cap, loop->nsites + 1,
+		     sizeof(*loop->sites)) != 0)
 		return &loop->fallback_site;
 	lw__site_t *s = calloc(1, sizeof(*s));
 	if (s == NULL)
@@ -159,8 +168,8 @@ int lw_site_name(lw_loop_t *loop, lw_fn fn, const char *name)
 	if (name == NULL) {
 		loop->names[i] = loop->names[--loop->nnames];
 	} else {
-		snprintf(loop->names[i].name, sizeof(loop->names[i].name),
-			 "%s", name);
+		snprintf(loop->names[i].name, sizeof(loop->names[i].name), "%s",
+			 name);
 	}
 
 	/* Sites already seen take the new name too. */

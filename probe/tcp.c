@@ -171,9 +171,9 @@ static void dispatch_connect(lw_conn_t *c)
 {
 	if (c->h.on_connect == NULL)
 		return;
-	lw__site_t *site = lw__site_cached(c->loop, &c->site_connect,
-					   LW_KIND_CONNECT,
-					   LW_FN(c->h.on_connect));
+	lw__site_t *site =
+		lw__site_cached(c->loop, &c->site_connect, LW_KIND_CONNECT,
+				LW_FN(c->h.on_connect));
 	lw__call_begin(c->loop, site, 0);
 	c->h.on_connect(c);
 	lw__call_end(c->loop, site);
@@ -183,8 +183,8 @@ static void dispatch_data(lw_conn_t *c, const char *buf, size_t len)
 {
 	if (c->h.on_data == NULL)
 		return;
-	lw__site_t *site = lw__site_cached(c->loop, &c->site_data,
-					   LW_KIND_DATA, LW_FN(c->h.on_data));
+	lw__site_t *site = lw__site_cached(c->loop, &c->site_data, LW_KIND_DATA,
+					   LW_FN(c->h.on_data));
 	lw__call_begin(c->loop, site, 0);
 	c->h.on_data(c, buf, len);
 	lw__call_end(c->loop, site);
@@ -192,9 +192,9 @@ static void dispatch_data(lw_conn_t *c, const char *buf, size_t len)
 
 static void dispatch_unbind(lw_conn_t *c)
 {
-	lw__site_t *site = lw__site_cached(c->loop, &c->site_unbind,
-					   LW_KIND_UNBIND,
-					   LW_FN(c->h.on_unbind));
+	lw__site_t *site =
+		lw__site_cached(c->loop, &c->site_unbind, LW_KIND_UNBIND,
+				LW_FN(c->h.on_unbind));
 	lw__call_begin(c->loop, site, 0);
 	c->h.on_unbind(c, c->reason, c->err);
 	lw__call_end(c->loop, site);

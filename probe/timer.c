@@ -193,8 +193,8 @@ static void dispatch_timer(lw_loop_t *loop, lw_timer_t *t, uint64_t due)
 		lw__gap(loop);
 		return;
 	}
-	lw__site_t *site = lw__site_cached(loop, &t->site, LW_KIND_TIMER,
-					   LW_FN(t->cb));
+	lw__site_t *site =
+		lw__site_cached(loop, &t->site, LW_KIND_TIMER, LW_FN(t->cb));
 	lw__call_begin_chained(loop, site, due);
 	t->cb(t);
 	lw__call_end(loop, site);

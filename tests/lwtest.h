@@ -22,46 +22,46 @@ typedef void (*lwt_fn)(void);
 
 void lwt_register(const char *name, lwt_fn fn, int timeout_s);
 
-#define TEST_T(name, timeout_s)                                                \
-	static void test_##name(void);                                         \
-	__attribute__((constructor)) static void register_##name(void)         \
-	{                                                                      \
-		lwt_register(#name, test_##name, timeout_s);                   \
-	}                                                                      \
+#define TEST_T(name, timeout_s)                                        \
+	static void test_##name(void);                                 \
+	__attribute__((constructor)) static void register_##name(void) \
+	{                                                              \
+		lwt_register(#name, test_##name, timeout_s);           \
+	}                                                              \
 	static void test_##name(void)
 
 #define TEST(name) TEST_T(name, 30)
 
-#define LWT_FAIL(...)                                                          \
-	do {                                                                   \
-		fprintf(stderr, "%s:%d: ", __FILE__, __LINE__);                \
-		fprintf(stderr, __VA_ARGS__);                                  \
-		fprintf(stderr, "\n");                                         \
-		fflush(stderr);                                                \
-		_exit(1);                                                      \
+#define LWT_FAIL(...)                                           \
+	do {                                                    \
+		fprintf(stderr, "%s:%d: ", __FILE__, __LINE__); \
+		fprintf(stderr, __VA_ARGS__);                   \
+		fprintf(stderr, "\n");                          \
+		fflush(stderr);                                 \
+		_exit(1);                                       \
 	} while (0)
 
-#define SKIP(...)                                                              \
-	do {                                                                   \
-		fprintf(stderr, "skip: ");                                     \
-		fprintf(stderr, __VA_ARGS__);                                  \
-		fprintf(stderr, "\n");                                         \
-		fflush(stderr);                                                \
-		_exit(77);                                                     \
+#define SKIP(...)                             \
+	do {                                  \
+		fprintf(stderr, "skip: ");    \
+		fprintf(stderr, __VA_ARGS__); \
+		fprintf(stderr, "\n");        \
+		fflush(stderr);               \
+		_exit(77);                    \
 	} while (0)
 
-#define ASSERT(cond)                                                           \
-	do {                                                                   \
-		if (!(cond))                                                   \
-			LWT_FAIL("assertion failed: %s", #cond);               \
+#define ASSERT(cond)                                             \
+	do {                                                     \
+		if (!(cond))                                     \
+			LWT_FAIL("assertion failed: %s", #cond); \
 	} while (0)
 
-#define LWT_CMP(a, op, b)                                                      \
-	do {                                                                   \
-		long long lwt_a_ = (long long)(a), lwt_b_ = (long long)(b);    \
-		if (!(lwt_a_ op lwt_b_))                                       \
-			LWT_FAIL("assertion failed: %s %s %s (%lld %s %lld)",  \
-				 #a, #op, #b, lwt_a_, #op, lwt_b_);            \
+#define LWT_CMP(a, op, b)                                                     \
+	do {                                                                  \
+		long long lwt_a_ = (long long)(a), lwt_b_ = (long long)(b);   \
+		if (!(lwt_a_ op lwt_b_))                                      \
+			LWT_FAIL("assertion failed: %s %s %s (%lld %s %lld)", \
+				 #a, #op, #b, lwt_a_, #op, lwt_b_);           \
 	} while (0)
 
 #define ASSERT_EQ(a, b) LWT_CMP(a, ==, b)
@@ -72,23 +72,23 @@ void lwt_register(const char *name, lwt_fn fn, int timeout_s);
 #define ASSERT_GE(a, b) LWT_CMP(a, >=, b)
 
 /* For calls that return 0 or -errno. */
-#define ASSERT_OK(expr)                                                        \
-	do {                                                                   \
-		long long lwt_r_ = (long long)(expr);                          \
-		if (lwt_r_ != 0)                                               \
-			LWT_FAIL("%s returned %lld (%s)", #expr, lwt_r_,       \
-				 lwt_r_ < 0 ? strerror((int)-lwt_r_) : "");    \
+#define ASSERT_OK(expr)                                                     \
+	do {                                                                \
+		long long lwt_r_ = (long long)(expr);                       \
+		if (lwt_r_ != 0)                                            \
+			LWT_FAIL("%s returned %lld (%s)", #expr, lwt_r_,    \
+				 lwt_r_ < 0 ? strerror((int)-lwt_r_) : ""); \
 	} while (0)
 
-#define ASSERT_STREQ(a, b)                                                     \
-	do {                                                                   \
-		const char *lwt_a_ = (a), *lwt_b_ = (b);                       \
-		if (lwt_a_ == NULL || lwt_b_ == NULL ||                        \
-		    strcmp(lwt_a_, lwt_b_) != 0)                               \
-			LWT_FAIL("assertion failed: %s == %s (\"%s\" vs "      \
-				 "\"%s\")",                                    \
-				 #a, #b, lwt_a_ ? lwt_a_ : "(null)",           \
-				 lwt_b_ ? lwt_b_ : "(null)");                  \
+#define ASSERT_STREQ(a, b)                                                \
+	do {                                                              \
+		const char *lwt_a_ = (a), *lwt_b_ = (b);                  \
+		if (lwt_a_ == NULL || lwt_b_ == NULL ||                   \
+		    strcmp(lwt_a_, lwt_b_) != 0)                          \
+			LWT_FAIL("assertion failed: %s == %s (\"%s\" vs " \
+				 "\"%s\")",                               \
+				 #a, #b, lwt_a_ ? lwt_a_ : "(null)",      \
+				 lwt_b_ ? lwt_b_ : "(null)");             \
 	} while (0)
 
 /* The build folder (the parent of the runner's folder), for helper

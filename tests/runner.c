@@ -200,9 +200,8 @@ int main(int argc, char **argv)
 			suite = argv[first + 1];
 			first += 2;
 		} else {
-			fprintf(stderr,
-				"usage: run_tests [-l] [--suite NAME] "
-				"[TEST|PREFIX*]...\n");
+			fprintf(stderr, "usage: run_tests [-l] [--suite NAME] "
+					"[TEST|PREFIX*]...\n");
 			return 2;
 		}
 	}

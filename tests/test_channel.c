@@ -45,7 +45,7 @@ static void sub_cb(lw_channel_t *ch, void *arg, void *item)
 	s->log->n++;
 	if (s->unsubscribe_id != 0) {
 		s->unsubscribe_result =
-		    lw_channel_unsubscribe(ch, s->unsubscribe_id);
+			lw_channel_unsubscribe(ch, s->unsubscribe_id);
 		s->unsubscribe_id = 0;
 	}
 	if (s->free_channel)
@@ -54,7 +54,7 @@ static void sub_cb(lw_channel_t *ch, void *arg, void *item)
 
 static void subscribe(lw_channel_t *ch, struct sub *s, struct log *l, int tag)
 {
-	*s = (struct sub){.log = l, .tag = tag, .ch = ch};
+	*s = (struct sub){ .log = l, .tag = tag, .ch = ch };
 	s->id = lw_channel_subscribe(ch, sub_cb, s);
 	ASSERT_GT(s->id, 0);
 }
@@ -83,7 +83,7 @@ static void push_tick(lw_loop_t *loop, void *arg)
 static int push_on_loop(lw_loop_t *loop, lw_channel_t *ch, struct log *l,
 			void *item)
 {
-	struct push_ctx p = {ch, item, -1, l};
+	struct push_ctx p = { ch, item, -1, l };
 
 	ASSERT_OK(lw_next_tick(loop, push_tick, &p));
 	ASSERT_GE(lw_run_once(loop, 0), 0);
@@ -94,7 +94,7 @@ TEST(channel_subscribers_in_order)
 {
 	lw_loop_t *loop = new_loop();
 	lw_channel_t *ch;
-	struct log l = {0};
+	struct log l = { 0 };
 	struct sub s[4];
 	int item1, item2;
 
@@ -129,7 +129,7 @@ TEST(channel_unsubscribe)
 {
 	lw_loop_t *loop = new_loop();
 	lw_channel_t *ch;
-	struct log l = {0};
+	struct log l = { 0 };
 	struct sub s[3];
 	int item;
 
@@ -159,7 +159,7 @@ TEST(channel_unsubscribe_from_callback)
 {
 	lw_loop_t *loop = new_loop();
 	lw_channel_t *ch;
-	struct log l = {0};
+	struct log l = { 0 };
 	struct sub s[5];
 	int item1, item2;
 
@@ -215,7 +215,7 @@ TEST(channel_subscribe_during_push)
 {
 	lw_loop_t *loop = new_loop();
 	lw_channel_t *ch;
-	struct log l = {0};
+	struct log l = { 0 };
 	int done = 0, item1, item2;
 
 	late_log = &l;
@@ -301,15 +301,15 @@ static void start_pushers(lw_loop_t *loop, void *arg)
 
 	(void)loop;
 	for (int i = 0; i < PUSHERS; i++)
-		ASSERT_EQ(
-		    pthread_create(&ps->th[i], NULL, pusher_main, &ps->p[i]),
-		    0);
+		ASSERT_EQ(pthread_create(&ps->th[i], NULL, pusher_main,
+					 &ps->p[i]),
+			  0);
 }
 
 TEST_T(channel_push_from_threads, 120)
 {
-	struct mt_ctx c = {0};
-	struct mt_sub subs[2] = {{&c, 0}, {&c, 1}};
+	struct mt_ctx c = { 0 };
+	struct mt_sub subs[2] = { { &c, 0 }, { &c, 1 } };
 	struct pushers ps;
 
 	c.loop = new_loop();
@@ -318,7 +318,7 @@ TEST_T(channel_push_from_threads, 120)
 	ASSERT_GT(lw_channel_subscribe(c.ch, mt_sub_cb, &subs[0]), 0);
 	ASSERT_GT(lw_channel_subscribe(c.ch, mt_sub_cb, &subs[1]), 0);
 	for (int i = 0; i < PUSHERS; i++)
-		ps.p[i] = (struct pusher){&c, (uint32_t)i, 0, -1};
+		ps.p[i] = (struct pusher){ &c, (uint32_t)i, 0, -1 };
 	/* The threads start while the loop runs, so it is really running
 	 * on another thread when they push. */
 	ASSERT_OK(lw_next_tick(c.loop, start_pushers, &ps));
@@ -340,7 +340,7 @@ TEST(channel_ids_unique)
 {
 	lw_loop_t *loop = new_loop();
 	lw_channel_t *ch, *ch2;
-	struct log l = {0};
+	struct log l = { 0 };
 	static struct sub s[200];
 	int64_t ids[300];
 	int n = 0;
@@ -378,7 +378,7 @@ TEST(channel_free_inside_callback)
 {
 	lw_loop_t *loop = new_loop();
 	lw_channel_t *ch;
-	struct log l = {0};
+	struct log l = { 0 };
 	struct sub s[3];
 	int item;
 
@@ -435,7 +435,7 @@ leave_channels(lw_loop_t *loop, struct log *l, struct sub *s, int *item)
 TEST(channel_loop_free_releases)
 {
 	lw_loop_t *loop = new_loop();
-	struct log l = {0};
+	struct log l = { 0 };
 	struct sub s[2];
 	int item;
 
@@ -466,9 +466,9 @@ TEST(channel_invalid_args_and_site)
 {
 	lw_loop_t *loop = new_loop();
 	lw_channel_t *ch;
-	struct log l = {0};
+	struct log l = { 0 };
 	struct sub s[2];
-	struct site_ctx sc = {0};
+	struct site_ctx sc = { 0 };
 	int item;
 
 	ASSERT_EQ(lw_channel_new(NULL, &ch), -EINVAL);

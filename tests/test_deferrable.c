@@ -48,8 +48,8 @@ TEST(deferrable_succeed)
 {
 	lw_loop_t *loop = new_loop();
 	lw_deferrable_t *d;
-	struct log l = {0};
-	struct rec c1 = {&l, 1}, c2 = {&l, 2}, e1 = {&l, -1};
+	struct log l = { 0 };
+	struct rec c1 = { &l, 1 }, c2 = { &l, 2 }, e1 = { &l, -1 };
 	int v;
 
 	ASSERT_OK(lw_deferrable_new(loop, &d));
@@ -77,8 +77,8 @@ TEST(deferrable_fail)
 {
 	lw_loop_t *loop = new_loop();
 	lw_deferrable_t *d;
-	struct log l = {0};
-	struct rec c1 = {&l, 1}, e1 = {&l, -1}, e2 = {&l, -2};
+	struct log l = { 0 };
+	struct rec c1 = { &l, 1 }, e1 = { &l, -1 }, e2 = { &l, -2 };
 	int v;
 
 	ASSERT_OK(lw_deferrable_new(loop, &d));
@@ -102,8 +102,8 @@ TEST(deferrable_double_resolve)
 {
 	lw_loop_t *loop = new_loop();
 	lw_deferrable_t *d;
-	struct log l = {0};
-	struct rec c1 = {&l, 1}, e1 = {&l, -1};
+	struct log l = { 0 };
+	struct rec c1 = { &l, 1 }, e1 = { &l, -1 };
 	int v1, v2;
 
 	/* succeed, then anything: -EALREADY, nothing runs again. */
@@ -140,14 +140,14 @@ TEST(deferrable_order)
 {
 	lw_loop_t *loop = new_loop();
 	lw_deferrable_t *d;
-	struct log l = {0};
+	struct log l = { 0 };
 	struct rec recs[10];
 	int i;
 
 	/* Ten callbacks: they must run in the order they were added. */
 	ASSERT_OK(lw_deferrable_new(loop, &d));
 	for (i = 0; i < 10; i++) {
-		recs[i] = (struct rec){&l, i};
+		recs[i] = (struct rec){ &l, i };
 		ASSERT_OK(lw_deferrable_callback(d, record_cb, &recs[i], NULL));
 	}
 	ASSERT_OK(lw_deferrable_succeed(d, NULL));
@@ -160,7 +160,7 @@ TEST(deferrable_order)
 	l.n = 0;
 	ASSERT_OK(lw_deferrable_new(loop, &d));
 	for (i = 0; i < 10; i++) {
-		recs[i] = (struct rec){&l, i};
+		recs[i] = (struct rec){ &l, i };
 		if (i % 3 == 0)
 			ASSERT_OK(lw_deferrable_callback(d, record_cb, &recs[i],
 							 NULL));
@@ -184,8 +184,8 @@ TEST(deferrable_late_callback)
 {
 	lw_loop_t *loop = new_loop();
 	lw_deferrable_t *d;
-	struct log l = {0};
-	struct rec c1 = {&l, 1}, c2 = {&l, 2}, e1 = {&l, -1};
+	struct log l = { 0 };
+	struct rec c1 = { &l, 1 }, c2 = { &l, 2 }, e1 = { &l, -1 };
 	uint64_t id = 0;
 	int v;
 
@@ -257,7 +257,7 @@ static void stop_timer_cb(lw_timer_t *t)
 
 TEST(deferrable_timeout_fails)
 {
-	struct timeout_ctx c = {0};
+	struct timeout_ctx c = { 0 };
 	lw_deferrable_t *d;
 	int tv;
 
@@ -283,7 +283,7 @@ TEST(deferrable_timeout_fails)
 
 TEST(deferrable_timeout_replaced)
 {
-	struct timeout_ctx c = {0};
+	struct timeout_ctx c = { 0 };
 	lw_deferrable_t *d;
 	int tv1, tv2;
 
@@ -305,7 +305,7 @@ TEST(deferrable_timeout_replaced)
 
 TEST(deferrable_no_timeout_after_succeed)
 {
-	struct timeout_ctx c = {0};
+	struct timeout_ctx c = { 0 };
 	lw_deferrable_t *d, *d2;
 	lw_timer_t stop;
 	int tv, sv;
@@ -343,8 +343,9 @@ TEST(deferrable_cancel)
 {
 	lw_loop_t *loop = new_loop();
 	lw_deferrable_t *d;
-	struct log l = {0};
-	struct rec c1 = {&l, 1}, c2 = {&l, 2}, c3 = {&l, 3}, e1 = {&l, -1};
+	struct log l = { 0 };
+	struct rec c1 = { &l, 1 }, c2 = { &l, 2 }, c3 = { &l, 3 },
+		   e1 = { &l, -1 };
 	uint64_t id1, id2, id3, ide;
 
 	ASSERT_OK(lw_deferrable_new(loop, &d));
@@ -389,8 +390,8 @@ TEST(deferrable_cancel_from_callback)
 {
 	lw_loop_t *loop = new_loop();
 	lw_deferrable_t *d;
-	struct cancel_ctx c = {0};
-	struct rec c2 = {&c.log, 2}, c3 = {&c.log, 3};
+	struct cancel_ctx c = { 0 };
+	struct rec c2 = { &c.log, 2 }, c3 = { &c.log, 3 };
 
 	ASSERT_OK(lw_deferrable_new(loop, &d));
 	ASSERT_OK(lw_deferrable_callback(d, cancelling_cb, &c, NULL));
@@ -427,11 +428,11 @@ TEST(deferrable_callback_added_during_resolution)
 {
 	lw_loop_t *loop = new_loop();
 	lw_deferrable_t *d;
-	struct nested_ctx c = {0};
-	struct rec c2 = {&c.log, 2}, c3 = {&c.log, 3};
+	struct nested_ctx c = { 0 };
+	struct rec c2 = { &c.log, 2 }, c3 = { &c.log, 3 };
 	int v;
 
-	c.added = (struct rec){&c.log, 99};
+	c.added = (struct rec){ &c.log, 99 };
 	ASSERT_OK(lw_deferrable_new(loop, &d));
 	ASSERT_OK(lw_deferrable_callback(d, adding_cb, &c, NULL));
 	ASSERT_OK(lw_deferrable_callback(d, record_cb, &c2, NULL));
@@ -482,7 +483,7 @@ static void freeing_errback_stop(lw_deferrable_t *d, void *arg, void *value)
 
 TEST(deferrable_free_inside_callback)
 {
-	struct free_ctx c = {0};
+	struct free_ctx c = { 0 };
 	lw_deferrable_t *d;
 	lw_timer_t stop;
 	int v;
@@ -567,9 +568,9 @@ TEST(deferrable_site_kind)
 {
 	lw_loop_t *loop = new_loop();
 	lw_deferrable_t *d;
-	struct log l = {0};
-	struct rec c1 = {&l, 1};
-	struct site_ctx sc = {0};
+	struct log l = { 0 };
+	struct rec c1 = { &l, 1 };
+	struct site_ctx sc = { 0 };
 
 	ASSERT_OK(lw_deferrable_new(loop, &d));
 	ASSERT_OK(lw_deferrable_callback(d, record_cb, &c1, NULL));
@@ -607,8 +608,8 @@ static __attribute__((noinline)) void leave_deferrables(lw_loop_t *loop,
 TEST(deferrable_loop_free_releases)
 {
 	lw_loop_t *loop = new_loop();
-	struct log l = {0};
-	struct rec c1 = {&l, 1};
+	struct log l = { 0 };
+	struct rec c1 = { &l, 1 };
 
 	leave_deferrables(loop, &c1);
 	lw_loop_free(loop);

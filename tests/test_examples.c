@@ -84,7 +84,6 @@ static size_t read_all(int fd, char *buf, size_t cap, int timeout_ms)
 	return len;
 }
 
-
 /* Wait for the child within the timeout; kill it after.  Returns status. */
 static int wait_exit(pid_t pid, int timeout_ms)
 {

@@ -51,7 +51,8 @@ TEST_T(install_pkgconfig_builds_a_program, 120)
 	fclose(f);
 	snprintf(cmd, sizeof(cmd),
 		 "cd '%s' && PKG_CONFIG_PATH='%s/prefix/lib/pkgconfig' "
-		 "cc -o hello hello.c $(PKG_CONFIG_PATH='%s/prefix/lib/pkgconfig' "
+		 "cc -o hello hello.c "
+		 "$(PKG_CONFIG_PATH='%s/prefix/lib/pkgconfig' "
 		 "pkg-config --cflags --libs loopwatch) "
 		 "-Wl,-rpath,'%s/prefix/lib' && ./hello | grep -qx fired",
 		 dir, dir, dir, dir);

@@ -163,11 +163,11 @@ static void sync_done(lw_iterator_t *it, void *arg)
 
 TEST(iterator_sync_next)
 {
-	struct sync_ctx c = {0};
+	struct sync_ctx c = { 0 };
 
 	c.loop = new_loop();
-	ASSERT_OK(
-	    lw_iterator_start(c.loop, 100, 1, sync_each, sync_done, &c, NULL));
+	ASSERT_OK(lw_iterator_start(c.loop, 100, 1, sync_each, sync_done, &c,
+				    NULL));
 	ASSERT_OK(lw_run(c.loop));
 	ASSERT_EQ(c.done_calls, 1);
 	ASSERT_EQ(c.nstarted, 100);
@@ -206,8 +206,8 @@ TEST(iterator_empty)
 	lw_iterator_t *it = NULL;
 	int calls = 0;
 
-	ASSERT_OK(
-	    lw_iterator_start(loop, 0, 3, never_each, count_done, &calls, &it));
+	ASSERT_OK(lw_iterator_start(loop, 0, 3, never_each, count_done, &calls,
+				    &it));
 	ASSERT(it != NULL);
 	/* Not inside the start call, but on a later iteration. */
 	ASSERT_EQ(calls, 0);
@@ -233,12 +233,12 @@ int __lsan_do_recoverable_leak_check(void) __attribute__((weak));
 TEST(iterator_wide_without_done)
 {
 	lw_loop_t *loop = new_loop();
-	int visits[5] = {0};
+	int visits[5] = { 0 };
 
 	/* All five start in the first step; with no done callback the
 	 * iterator still frees itself (checked by LeakSanitizer). */
-	ASSERT_OK(
-	    lw_iterator_start(loop, 5, 100, count_each, NULL, visits, NULL));
+	ASSERT_OK(lw_iterator_start(loop, 5, 100, count_each, NULL, visits,
+				    NULL));
 	ASSERT_GE(lw_run_once(loop, 0), 0);
 	for (int i = 0; i < 5; i++)
 		ASSERT_EQ(visits[i], 1);
@@ -276,7 +276,7 @@ TEST(iterator_invalid_args)
 
 	/* An item not yet started cannot be finished. */
 	ASSERT_OK(
-	    lw_iterator_start(loop, 3, 1, hold_each, NULL, &started, &it));
+		lw_iterator_start(loop, 3, 1, hold_each, NULL, &started, &it));
 	ASSERT_EQ(lw_iterator_next(it), -EINVAL);
 	ASSERT_GE(lw_run_once(loop, 0), 0);
 	ASSERT_EQ(started, 1);
@@ -299,11 +299,11 @@ static __attribute__((noinline)) void leave_iterators(lw_loop_t *loop,
 {
 	/* One with an item in flight, one not yet started. */
 	ASSERT_OK(
-	    lw_iterator_start(loop, 3, 1, hold_each, NULL, started, NULL));
+		lw_iterator_start(loop, 3, 1, hold_each, NULL, started, NULL));
 	ASSERT_GE(lw_run_once(loop, 0), 0);
 	ASSERT_EQ(*started, 1);
 	ASSERT_OK(
-	    lw_iterator_start(loop, 3, 1, hold_each, NULL, started, NULL));
+		lw_iterator_start(loop, 3, 1, hold_each, NULL, started, NULL));
 }
 
 TEST(iterator_loop_free_releases)
@@ -364,11 +364,11 @@ static void find_sites(const lw_site_info_t *s, void *arg)
 TEST(iterator_site_kind)
 {
 	lw_loop_t *loop = new_loop();
-	struct site_run r = {0};
-	struct site_ctx sc = {0};
+	struct site_run r = { 0 };
+	struct site_ctx sc = { 0 };
 
 	ASSERT_OK(
-	    lw_iterator_start(loop, 4, 2, site_each, site_done, &r, NULL));
+		lw_iterator_start(loop, 4, 2, site_each, site_done, &r, NULL));
 	for (int i = 0; i < 5; i++)
 		ASSERT_GE(lw_run_once(loop, 0), 0);
 	ASSERT_EQ(r.visits, 4);

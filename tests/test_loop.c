@@ -180,7 +180,8 @@ static void *poster(void *p)
 	uintptr_t th = (uintptr_t)p;
 	for (uintptr_t i = 1; i <= POSTS_EACH; i++) {
 		/* Alternate the two any-thread entry points. */
-		int r = (i & 1) ? lw_post(ps.loop, post_cb, (void *)(th << 32 | i))
+		int r = (i & 1) ? lw_post(ps.loop, post_cb,
+					  (void *)(th << 32 | i))
 				: lw_schedule(ps.loop, post_cb,
 					      (void *)(th << 32 | i));
 		if (r != 0)

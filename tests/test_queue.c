@@ -19,7 +19,7 @@ static lw_loop_t *new_loop(void)
 
 static void sleep_ms(int ms)
 {
-	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
 
 	while (nanosleep(&ts, &ts) != 0)
 		;
@@ -96,7 +96,7 @@ static void mp_pop_cb(lw_queue_t *q, void *arg, void *item)
 
 TEST_T(queue_many_producers, 240)
 {
-	struct mp_ctx c = {0};
+	struct mp_ctx c = { 0 };
 	struct producer p[PRODUCERS];
 	pthread_t th[PRODUCERS];
 	int i;
@@ -107,7 +107,7 @@ TEST_T(queue_many_producers, 240)
 	for (i = 0; i < OUTSTANDING_POPS; i++)
 		ASSERT_OK(lw_queue_pop(c.q, mp_pop_cb, &c));
 	for (i = 0; i < PRODUCERS; i++) {
-		p[i] = (struct producer){&c, (uint32_t)i, 0, 0};
+		p[i] = (struct producer){ &c, (uint32_t)i, 0, 0 };
 		ASSERT_EQ(pthread_create(&th[i], NULL, producer_main, &p[i]),
 			  0);
 	}
@@ -166,7 +166,7 @@ static void push_timer_cb(lw_timer_t *t)
 
 TEST(queue_pop_waits_for_push)
 {
-	struct wait_ctx c = {0};
+	struct wait_ctx c = { 0 };
 	lw_timer_t t;
 
 	c.loop = new_loop();
@@ -203,7 +203,7 @@ static void *late_pusher(void *arg)
 
 TEST(queue_pop_waits_for_foreign_push)
 {
-	struct wait_ctx c = {0};
+	struct wait_ctx c = { 0 };
 	pthread_t th;
 
 	/* The loop has nothing else to do and sleeps in the kernel: the push
@@ -252,14 +252,14 @@ TEST(queue_waiting_pops_in_order)
 {
 	lw_loop_t *loop = new_loop();
 	lw_queue_t *q;
-	struct order_ctx c = {0};
+	struct order_ctx c = { 0 };
 	struct order_pop pops[5];
 	int items[5];
 	int i;
 
 	ASSERT_OK(lw_queue_new(loop, &q));
 	for (i = 0; i < 5; i++) {
-		pops[i] = (struct order_pop){&c, i};
+		pops[i] = (struct order_pop){ &c, i };
 		ASSERT_OK(lw_queue_pop(q, order_pop_cb, &pops[i]));
 	}
 	ASSERT_GE(lw_run_once(loop, 0), 0);
@@ -294,8 +294,8 @@ TEST(queue_size)
 {
 	lw_loop_t *loop = new_loop();
 	lw_queue_t *q;
-	struct order_ctx c = {0};
-	struct order_pop pop = {&c, 0};
+	struct order_ctx c = { 0 };
+	struct order_pop pop = { &c, 0 };
 	int items[3];
 
 	ASSERT_OK(lw_queue_new(loop, &q));
@@ -343,7 +343,7 @@ static void repop_cb(lw_queue_t *q, void *arg, void *item)
 TEST(queue_pop_from_callback_waits_an_iteration)
 {
 	lw_loop_t *loop = new_loop();
-	struct repop_ctx c = {0};
+	struct repop_ctx c = { 0 };
 	int items[8];
 
 	ASSERT_OK(lw_queue_new(loop, &c.q));
@@ -463,9 +463,9 @@ TEST(queue_invalid_args_and_site)
 {
 	lw_loop_t *loop = new_loop();
 	lw_queue_t *q;
-	struct order_ctx c = {0};
-	struct order_pop pop = {&c, 0};
-	struct site_ctx sc = {0};
+	struct order_ctx c = { 0 };
+	struct order_pop pop = { &c, 0 };
+	struct site_ctx sc = { 0 };
 
 	ASSERT_EQ(lw_queue_new(NULL, &q), -EINVAL);
 	ASSERT_EQ(lw_queue_new(loop, NULL), -EINVAL);

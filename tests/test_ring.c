@@ -203,7 +203,6 @@ static void target_start(struct target *t, const char *const *args,
 	t->out = p[0];
 }
 
-
 /* Wait for `ready PID`, keeping the `fn` lines before it; returns PID. */
 static pid_t target_ready(struct target *t)
 {

@@ -19,7 +19,6 @@
 #include <sys/wait.h>
 #include <time.h>
 
-
 #define ST(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELAXED)
 #define ST_REL(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELEASE)
 

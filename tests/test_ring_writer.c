@@ -96,7 +96,8 @@ TEST(ringw_header_sites_and_records)
 	ASSERT_EQ(head, (uint64_t)(slow_runs + fast_runs));
 	int slow_seen = 0, late_fast = 0;
 	for (uint64_t i = 0; i < head; i++) {
-		const struct lw_ring_record *r = &v.rec[i & (v.h->capacity - 1)];
+		const struct lw_ring_record *r =
+			&v.rec[i & (v.h->capacity - 1)];
 		ASSERT_EQ(r->seq, (uint32_t)i);
 		ASSERT_EQ(r->kind, LW_KIND_TIMER);
 		ASSERT(r->start_ns >= t0 && r->start_ns <= t1);
@@ -126,17 +127,17 @@ static uint32_t outer_id_seen, inner_id_seen, after_inner_id;
 
 static void inner_cb(lw_loop_t *loop, void *arg)
 {
-	inner_id_seen = __atomic_load_n(&slot_view.h->cur_site,
-					__ATOMIC_ACQUIRE);
+	inner_id_seen =
+		__atomic_load_n(&slot_view.h->cur_site, __ATOMIC_ACQUIRE);
 }
 
 static void outer_cb(lw_loop_t *loop, void *arg)
 {
-	outer_id_seen = __atomic_load_n(&slot_view.h->cur_site,
-					__ATOMIC_ACQUIRE);
+	outer_id_seen =
+		__atomic_load_n(&slot_view.h->cur_site, __ATOMIC_ACQUIRE);
 	ASSERT_OK(lw_schedule(loop, inner_cb, NULL)); /* runs nested, now */
-	after_inner_id = __atomic_load_n(&slot_view.h->cur_site,
-					 __ATOMIC_ACQUIRE);
+	after_inner_id =
+		__atomic_load_n(&slot_view.h->cur_site, __ATOMIC_ACQUIRE);
 	lw_stop(loop);
 }
 
@@ -154,7 +155,7 @@ TEST(ringw_current_slot_nested)
 	/* Two records: the inner one ends first, inside the outer one. */
 	ASSERT_EQ(slot_view.h->head, 2);
 	const struct lw_ring_record *in = &slot_view.rec[0],
-				   *out = &slot_view.rec[1];
+				    *out = &slot_view.rec[1];
 	ASSERT_EQ(in->site, inner_id_seen);
 	ASSERT_EQ(out->site, outer_id_seen);
 	ASSERT(in->start_ns >= out->start_ns);

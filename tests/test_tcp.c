@@ -555,9 +555,8 @@ TEST(tcp_connect_timeout)
 				   .sin_port = htons(port) };
 	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	for (int i = 0; i < 4; i++) {
-		fillers[i] = socket(AF_INET,
-				    SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-				    0);
+		fillers[i] = socket(
+			AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 		ASSERT(fillers[i] >= 0);
 		int r = connect(fillers[i], (struct sockaddr *)&sin,
 				sizeof(sin));
@@ -675,8 +674,8 @@ TEST(tcp_resolve)
 	lw_conn_handlers_t bad = { .on_connect = no_connect,
 				   .on_data = no_data,
 				   .on_unbind = rs_bad_unbind };
-	ASSERT_OK(lw_connect(loop, "nonexistent.invalid", 80, &bad, NULL,
-			     NULL, NULL));
+	ASSERT_OK(lw_connect(loop, "nonexistent.invalid", 80, &bad, NULL, NULL,
+			     NULL));
 	/* Closed while its lookup is still on the pool. */
 	lw_conn_handlers_t cancel = { .on_connect = no_connect,
 				      .on_data = no_data,
@@ -1009,8 +1008,7 @@ TEST(tcp_bad_args)
 		  -EINVAL);
 	ASSERT_EQ(lw_connect(loop, "127.0.0.1", 80, NULL, NULL, NULL, &c),
 		  -EINVAL);
-	ASSERT_EQ(lw_connect(loop, "127.0.0.1", 80, &no_unbind, NULL, NULL,
-			     &c),
+	ASSERT_EQ(lw_connect(loop, "127.0.0.1", 80, &no_unbind, NULL, NULL, &c),
 		  -EINVAL);
 	lw_connect_options_t neg1 = { .connect_timeout_ms = -1 };
 	lw_connect_options_t neg2 = { .inactivity_timeout_ms = -5 };
@@ -1059,8 +1057,8 @@ TEST(tcp_bad_args)
 	ASSERT_OK(
 		lw_server_start(loop, "127.0.0.1", 0, &quiet, NULL, NULL, &s));
 	ASSERT_NE(lw_server_port(s), 0);
-	ASSERT_OK(lw_connect(loop, "127.0.0.1", lw_server_port(s), &quiet,
-			     NULL, NULL, &c));
+	ASSERT_OK(lw_connect(loop, "127.0.0.1", lw_server_port(s), &quiet, NULL,
+			     NULL, &c));
 	ASSERT_EQ(lw_conn_write(c, NULL, 1), -EINVAL);
 	ASSERT_EQ(lw_conn_set_inactivity_timeout(c, -1), -EINVAL);
 	ASSERT_OK(lw_conn_write(c, NULL, 0));

@@ -218,8 +218,7 @@ TEST(watch_file_sequence)
 
 	ASSERT_EQ(chmod(path, 0600), 0);
 	ASSERT(wait_bits(&r.seen, LW_FILE_ATTRIB, 5000));
-	ASSERT_EQ(atomic_load(&r.seen) & (LW_FILE_MOVED | LW_FILE_DELETED),
-		  0);
+	ASSERT_EQ(atomic_load(&r.seen) & (LW_FILE_MOVED | LW_FILE_DELETED), 0);
 
 	ASSERT_EQ(rename(path, moved), 0);
 	ASSERT(wait_bits(&r.seen, LW_FILE_MOVED, 5000));
@@ -317,8 +316,7 @@ TEST(watch_file_delete)
 	     !(atomic_load(&r.seen) & LW_FILE_DELETED) && lwt_now_ms() < end;)
 		ASSERT_GE(lw_run_once(loop, 20), 0);
 	ASSERT(atomic_load(&r.seen) & LW_FILE_DELETED);
-	ASSERT_EQ(atomic_load(&r.seen) & (LW_FILE_MODIFIED | LW_FILE_MOVED),
-		  0);
+	ASSERT_EQ(atomic_load(&r.seen) & (LW_FILE_MODIFIED | LW_FILE_MOVED), 0);
 	run_for(loop, 50);
 	ASSERT_EQ(atomic_load(&r.after_delete), 0);
 	ASSERT_EQ(active_ios(loop), ios0);
@@ -466,8 +464,7 @@ static pid_t fork_pause(void)
 	return pid;
 }
 
-static void child_start_or_skip(lw_loop_t *loop, pid_t pid,
-				struct childrec *r)
+static void child_start_or_skip(lw_loop_t *loop, pid_t pid, struct childrec *r)
 {
 	int err = lw_child_start(loop, pid, child_cb, r, &r->w);
 	if (err == -ENOSYS) {
@@ -732,8 +729,7 @@ TEST(watch_signal_two_signals)
 	ASSERT_EQ(atomic_load(&r1.signum), SIGUSR1);
 	ASSERT_EQ(atomic_load(&r1.calls), 1);
 	ASSERT_EQ(atomic_load(&r2.calls), 1);
-	ASSERT_EQ(atomic_load(&r1.off_thread) + atomic_load(&r2.off_thread),
-		  0);
+	ASSERT_EQ(atomic_load(&r1.off_thread) + atomic_load(&r2.off_thread), 0);
 	lw_signal_stop(r1.w);
 	lw_signal_stop(r2.w);
 	lw_loop_free(loop);
