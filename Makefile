@@ -120,7 +120,8 @@ endif
 # What links libbpf: libbpf 1.1 needs libelf and zlib.
 BPF_LIBS := $(shell pkg-config --libs libbpf libelf 2>/dev/null || echo -lbpf -lelf) -lz
 # The agent's and tests' objects that include a skeleton.
-BPF_USERS := $(BUILD)/obj/agent/bpf_load.o $(BUILD)/obj/tests/test_bpf.o
+BPF_USERS := $(BUILD)/obj/agent/bpf_load.o $(BUILD)/obj/agent/bpf_attach.o \
+	$(BUILD)/obj/tests/test_bpf.o
 
 DEPS_OK := $(BUILD)/.deps-ok
 

@@ -4,11 +4,13 @@
  *
  *   loopwatch list                  processes that carry loopwatch rings
  *   loopwatch dump [opts] PID       a process's sites, then its records
+ *   loopwatch attach [opts] PID     slow callbacks with their syscalls
  *
  * Exit codes: 0 fine, 1 a budget was exceeded (check, later), 2 bad usage
  * or cannot attach.  Errors read "loopwatch: cannot <verb> <noun>: <why>",
  * followed by a hint when there is one.
  */
+#include "attach.h"
 #include "loopwatch.h"
 #include "loopwatch_ring.h"
 #include "proc.h"
@@ -498,6 +500,62 @@ static int cmd_dump(int argc, char **argv)
 	return 0;
 }
 
+/* ---- attach ---- */
+
+static int cmd_attach(int argc, char **argv)
+{
+	const struct command *cmd = find_command("attach");
+	static const struct option opts[] = {
+		{ "duration", required_argument, NULL, 'd' },
+		{ "min-ms", required_argument, NULL, 'm' },
+		{ "tid", required_argument, NULL, 't' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct lw_attach_opts o = { .min_ns = 1000000 };
+	long long v;
+	int c;
+
+	while ((c = getopt_long(argc, argv, "+d:m:t:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'd':
+			v = parse_uint(optarg, 31536000);
+			if (v <= 0)
+				return usage_error(cmd, "bad --duration '%s'",
+						   optarg);
+			o.duration_ns = (uint64_t)v * 1000000000u;
+			break;
+		case 'm':
+			v = parse_uint(optarg, 3600000);
+			if (v <= 0)
+				return usage_error(cmd, "bad --min-ms '%s'",
+						   optarg);
+			o.min_ns = (uint64_t)v * 1000000u;
+			break;
+		case 't':
+			v = parse_uint(optarg, INT_MAX);
+			if (v <= 0)
+				return usage_error(cmd, "bad --tid '%s'",
+						   optarg);
+			o.tid = (pid_t)v;
+			break;
+		case 'h':
+			print_command_help(cmd);
+			return 0;
+		default:
+			return usage_error(cmd, "unknown option");
+		}
+	}
+	if (optind != argc - 1)
+		return usage_error(cmd, optind >= argc ? "missing PID"
+						       : "too many arguments");
+	v = parse_uint(argv[optind], INT_MAX);
+	if (v <= 0)
+		return usage_error(cmd, "bad PID '%s'", argv[optind]);
+	o.pid = (pid_t)v;
+	return lw_attach_run(&o);
+}
+
 /* ---- dispatch ---- */
 
 static const struct command commands[] = {
@@ -525,6 +583,26 @@ static const struct command commands[] = {
 	  "  -n, --count N       stop after N records\n"
 	  "  -i, --interval MS   periodic lines every MS milliseconds "
 	  "(1000)\n"
+	  "  -h, --help          this text\n\n"
+	  "Exit status: 0 fine, 2 bad usage or cannot attach.\n" },
+	{ "attach", cmd_attach, "[--duration S] [--min-ms N] [--tid TID] PID",
+	  "name the syscalls that held up a process's slow callbacks",
+	  "Watches the loop threads of PID (the threads of its loopwatch "
+	  "rings, and\n"
+	  "TID) with kernel probes and joins their slow syscalls with the "
+	  "callbacks\n"
+	  "that the rings record: each slow callback is printed with the "
+	  "syscalls\n"
+	  "inside it, their fds and user stacks; slow syscalls outside any "
+	  "callback\n"
+	  "are printed as such.  A summary per site ends the report.  "
+	  "Without the\n"
+	  "kernel probes (not root) it goes on with the rings alone.  Stops "
+	  "on\n"
+	  "Ctrl-C, when PID exits, or after S seconds.\n\n"
+	  "  -d, --duration S    stop after S seconds\n"
+	  "  -m, --min-ms N      slow means at least N ms (1)\n"
+	  "  -t, --tid TID       watch thread TID too (a loop without rings)\n"
 	  "  -h, --help          this text\n\n"
 	  "Exit status: 0 fine, 2 bad usage or cannot attach.\n" },
 };
