@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 
 typedef void (*lwt_fn)(void);
 
@@ -98,6 +99,17 @@ const char *lwt_build_path(const char *rel);
 /* Read one line (without the newline) from fd within timeout_ms; its length,
  * or -1 on timeout, EOF or error.  For reading what a started program says. */
 int lwt_read_line(int fd, char *buf, size_t cap, int timeout_ms);
+
+/* Start argv[0] with stdout (and stderr too, with merge_stderr) on a pipe
+ * whose read end goes to *out; tmpdir, if not NULL, becomes TMPDIR.  The
+ * child starts with no signal blocked. */
+pid_t lwt_spawn(char *const argv[], int *out, int merge_stderr,
+		const char *tmpdir);
+/* Read until EOF or timeout; the bytes read, NUL-terminated in buf. */
+size_t lwt_read_all(int fd, char *buf, size_t cap, int timeout_ms);
+/* Wait for pid within timeout_ms, failing the test (after SIGKILL) past it;
+ * returns the wait status. */
+int lwt_wait_exit(pid_t pid, int timeout_ms);
 
 /* CLOCK_MONOTONIC in ns and ms, for measuring inside tests. */
 uint64_t lwt_now_ns(void);

@@ -91,6 +91,84 @@ int lwt_read_line(int fd, char *buf, size_t cap, int timeout_ms)
 	return (int)len;
 }
 
+/*
+ * Start argv[0] with stdout (and stderr too, with `merge_stderr`) on a pipe
+ * whose read end goes to *out.  `tmpdir`, if not NULL, becomes TMPDIR.
+ */
+pid_t lwt_spawn(char *const argv[], int *out, int merge_stderr,
+		const char *tmpdir)
+{
+	int p[2];
+	ASSERT_OK(pipe2(p, O_CLOEXEC));
+	pid_t pid = fork();
+	ASSERT(pid >= 0);
+	if (pid == 0) {
+		dup2(p[1], 1);
+		if (merge_stderr)
+			dup2(p[1], 2);
+		if (tmpdir)
+			setenv("TMPDIR", tmpdir, 1);
+		/* The runner may have blocked signals: the child starts
+		 * clean. */
+		sigset_t none;
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		execv(argv[0], argv);
+		fprintf(stderr, "cannot run %s: %s\n", argv[0],
+			strerror(errno));
+		_exit(127);
+	}
+	close(p[1]);
+	*out = p[0];
+	return pid;
+}
+
+/* Read until EOF or timeout; returns the bytes read (NUL-terminated). */
+size_t lwt_read_all(int fd, char *buf, size_t cap, int timeout_ms)
+{
+	size_t len = 0;
+	double deadline = lwt_now_ms() + timeout_ms;
+	while (len + 1 < cap) {
+		int left = (int)(deadline - lwt_now_ms());
+		if (left <= 0)
+			break;
+		struct pollfd pfd = { fd, POLLIN, 0 };
+		int r = poll(&pfd, 1, left);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		ssize_t n = read(fd, buf + len, cap - 1 - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+	}
+	buf[len] = '\0';
+	return len;
+}
+
+/* Wait for the child within the timeout; kill it after.  Returns status. */
+int lwt_wait_exit(pid_t pid, int timeout_ms)
+{
+	int status;
+	double deadline = lwt_now_ms() + timeout_ms;
+	for (;;) {
+		pid_t r = waitpid(pid, &status, WNOHANG);
+		if (r == pid)
+			return status;
+		ASSERT(r == 0);
+		if (lwt_now_ms() > deadline) {
+			kill(pid, SIGKILL);
+			waitpid(pid, &status, 0);
+			LWT_FAIL("pid %d did not exit within %d ms", (int)pid,
+				 timeout_ms);
+		}
+		usleep(5000);
+	}
+}
+
 static int cmp_test(const void *a, const void *b)
 {
 	return strcmp(((const struct test *)a)->name,

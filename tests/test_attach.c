@@ -118,72 +118,6 @@ TEST(attach_join_expire_and_drop)
 
 /* ---- processes ---- */
 
-static pid_t spawn(char *const argv[], int *out)
-{
-	int p[2];
-	ASSERT_OK(pipe2(p, O_CLOEXEC));
-	pid_t pid = fork();
-	ASSERT(pid >= 0);
-	if (pid == 0) {
-		dup2(p[1], 1);
-		dup2(p[1], 2);
-		sigset_t none;
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
-		execv(argv[0], argv);
-		fprintf(stderr, "cannot run %s: %s\n", argv[0],
-			strerror(errno));
-		_exit(127);
-	}
-	close(p[1]);
-	*out = p[0];
-	return pid;
-}
-
-static size_t read_all(int fd, char *buf, size_t cap, int timeout_ms)
-{
-	size_t len = 0;
-	double deadline = lwt_now_ms() + timeout_ms;
-	while (len + 1 < cap) {
-		int left = (int)(deadline - lwt_now_ms());
-		if (left <= 0)
-			break;
-		struct pollfd pfd = { fd, POLLIN, 0 };
-		int r = poll(&pfd, 1, left);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			break;
-		ssize_t n = read(fd, buf + len, cap - 1 - len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		len += (size_t)n;
-	}
-	buf[len] = '\0';
-	return len;
-}
-
-static int wait_exit(pid_t pid, int timeout_ms)
-{
-	int status;
-	double deadline = lwt_now_ms() + timeout_ms;
-	for (;;) {
-		pid_t r = waitpid(pid, &status, WNOHANG);
-		if (r == pid)
-			return status;
-		ASSERT(r == 0);
-		if (lwt_now_ms() > deadline) {
-			kill(pid, SIGKILL);
-			waitpid(pid, &status, 0);
-			LWT_FAIL("pid %d did not exit within %d ms", (int)pid,
-				 timeout_ms);
-		}
-		usleep(5000);
-	}
-}
-
 /* GET target and read the answer to its end (the server closes). */
 static void get(uint16_t port, const char *target)
 {
@@ -226,7 +160,7 @@ static pid_t start_server(uint16_t *port, int *out)
 			 "2",
 			 NULL };
 	char line[1024];
-	pid_t pid = spawn(argv, out);
+	pid_t pid = lwt_spawn(argv, out, 1, NULL);
 	free(argv[0]);
 
 	/* "blocky_server listening on 127.0.0.1:PORT (pid N)" */
@@ -262,7 +196,7 @@ static pid_t start_attach(pid_t target, int *out, char *first, size_t cap)
 			 pidbuf,
 			 NULL };
 
-	pid_t pid = spawn(argv, out);
+	pid_t pid = lwt_spawn(argv, out, 1, NULL);
 	free(argv[0]);
 	first[0] = '\0';
 	while (lwt_read_line(*out, first, cap, 30000) >= 0)
@@ -274,7 +208,7 @@ static pid_t start_attach(pid_t target, int *out, char *first, size_t cap)
 		waitpid(pid, NULL, 0);
 		/* SIGTERM: blocky_server removes its scratch folder. */
 		kill(target, SIGTERM);
-		wait_exit(target, 10000);
+		lwt_wait_exit(target, 10000);
 		SKIP("BPF is not available here: %s", first);
 	}
 	if (!strstr(first, "kernel probes on"))
@@ -285,9 +219,9 @@ static pid_t start_attach(pid_t target, int *out, char *first, size_t cap)
 /* Collect the report to EOF and require exit status 0. */
 static void finish_attach(pid_t pid, int fd, char *out, size_t cap)
 {
-	read_all(fd, out, cap, 30000);
+	lwt_read_all(fd, out, cap, 30000);
 	close(fd);
-	int status = wait_exit(pid, 10000);
+	int status = lwt_wait_exit(pid, 10000);
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
 		LWT_FAIL("loopwatch attach: status %#x:\n%s", status, out);
 }
@@ -353,7 +287,7 @@ TEST_T(attach_blocky_fsync_and_sleep, 90)
 		get(port, "/fsync");
 	finish_attach(lw, afd, report, sizeof(report));
 	kill(srv, SIGTERM);
-	wait_exit(srv, 10000);
+	lwt_wait_exit(srv, 10000);
 	close(sfd);
 	fprintf(stderr, "%s", report);
 
@@ -417,7 +351,7 @@ TEST_T(attach_defer_path_not_on_loop_thread, 90)
 	get(port, "/sleep?ms=200");
 	finish_attach(lw, afd, report, sizeof(report));
 	kill(srv, SIGTERM);
-	wait_exit(srv, 10000);
+	lwt_wait_exit(srv, 10000);
 	close(sfd);
 	fprintf(stderr, "%s", report);
 
@@ -449,7 +383,7 @@ TEST_T(attach_no_rings_no_tid, 30)
 	char *argv[] = { "/bin/sleep", "30", NULL };
 	char pidbuf[16], out[4096];
 	int fd, afd;
-	pid_t target = spawn(argv, &fd);
+	pid_t target = lwt_spawn(argv, &fd, 1, NULL);
 	snprintf(pidbuf, sizeof(pidbuf), "%d", (int)target);
 	char *lw_argv[] = { strdup(lwt_build_path("bin/loopwatch")),
 			    "attach",
@@ -460,11 +394,11 @@ TEST_T(attach_no_rings_no_tid, 30)
 
 	/* Let exec finish: the pid must be /bin/sleep, not our fork. */
 	usleep(100000);
-	pid_t lw = spawn(lw_argv, &afd);
+	pid_t lw = lwt_spawn(lw_argv, &afd, 1, NULL);
 	free(lw_argv[0]);
-	read_all(afd, out, sizeof(out), 20000);
+	lwt_read_all(afd, out, sizeof(out), 20000);
 	close(afd);
-	int status = wait_exit(lw, 10000);
+	int status = lwt_wait_exit(lw, 10000);
 	kill(target, SIGKILL);
 	waitpid(target, NULL, 0);
 	close(fd);
@@ -503,11 +437,11 @@ TEST_T(attach_tid_without_rings, 60)
 			 pidbuf,
 			 pidbuf,
 			 NULL };
-	pid_t lw = spawn(argv, &afd);
+	pid_t lw = lwt_spawn(argv, &afd, 1, NULL);
 	free(argv[0]);
-	read_all(afd, out, sizeof(out), 30000);
+	lwt_read_all(afd, out, sizeof(out), 30000);
 	close(afd);
-	int status = wait_exit(lw, 10000);
+	int status = lwt_wait_exit(lw, 10000);
 	kill(child, SIGKILL);
 	waitpid(child, NULL, 0);
 	fprintf(stderr, "%s", out);

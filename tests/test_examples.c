@@ -26,84 +26,6 @@
 
 /* ---- processes ---- */
 
-/*
- * Start argv[0] with stdout (and stderr too, with `merge_stderr`) on a pipe
- * whose read end goes to *out.  `tmpdir`, if not NULL, becomes TMPDIR.
- */
-static pid_t spawn(char *const argv[], int *out, int merge_stderr,
-		   const char *tmpdir)
-{
-	int p[2];
-	ASSERT_OK(pipe2(p, O_CLOEXEC));
-	pid_t pid = fork();
-	ASSERT(pid >= 0);
-	if (pid == 0) {
-		dup2(p[1], 1);
-		if (merge_stderr)
-			dup2(p[1], 2);
-		if (tmpdir)
-			setenv("TMPDIR", tmpdir, 1);
-		/* The runner may have blocked signals: the child starts
-		 * clean. */
-		sigset_t none;
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
-		execv(argv[0], argv);
-		fprintf(stderr, "cannot run %s: %s\n", argv[0],
-			strerror(errno));
-		_exit(127);
-	}
-	close(p[1]);
-	*out = p[0];
-	return pid;
-}
-
-/* Read until EOF or timeout; returns the bytes read (NUL-terminated). */
-static size_t read_all(int fd, char *buf, size_t cap, int timeout_ms)
-{
-	size_t len = 0;
-	double deadline = lwt_now_ms() + timeout_ms;
-	while (len + 1 < cap) {
-		int left = (int)(deadline - lwt_now_ms());
-		if (left <= 0)
-			break;
-		struct pollfd pfd = { fd, POLLIN, 0 };
-		int r = poll(&pfd, 1, left);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			break;
-		ssize_t n = read(fd, buf + len, cap - 1 - len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		len += (size_t)n;
-	}
-	buf[len] = '\0';
-	return len;
-}
-
-/* Wait for the child within the timeout; kill it after.  Returns status. */
-static int wait_exit(pid_t pid, int timeout_ms)
-{
-	int status;
-	double deadline = lwt_now_ms() + timeout_ms;
-	for (;;) {
-		pid_t r = waitpid(pid, &status, WNOHANG);
-		if (r == pid)
-			return status;
-		ASSERT(r == 0);
-		if (lwt_now_ms() > deadline) {
-			kill(pid, SIGKILL);
-			waitpid(pid, &status, 0);
-			LWT_FAIL("pid %d did not exit within %d ms", (int)pid,
-				 timeout_ms);
-		}
-		usleep(5000);
-	}
-}
-
 /* The number after "key" in a program's output; fails if absent. */
 static double field(const char *out, const char *key)
 {
@@ -230,10 +152,10 @@ static void run_log_upload(char *const argv[], char *out, size_t cap,
 			   const char *tmpdir, int *status)
 {
 	int fd;
-	pid_t pid = spawn(argv, &fd, 0, tmpdir);
-	read_all(fd, out, cap, 90000);
+	pid_t pid = lwt_spawn(argv, &fd, 0, tmpdir);
+	lwt_read_all(fd, out, cap, 90000);
 	close(fd);
-	*status = wait_exit(pid, 10000);
+	*status = lwt_wait_exit(pid, 10000);
 }
 
 TEST_T(examples_log_upload_concurrent, 120)
@@ -318,10 +240,10 @@ TEST_T(examples_log_upload_failure, 60)
 			 port,
 			 NULL };
 	int fd, status;
-	pid_t pid = spawn(argv, &fd, 1, NULL);
-	read_all(fd, out, sizeof(out), 60000);
+	pid_t pid = lwt_spawn(argv, &fd, 1, NULL);
+	lwt_read_all(fd, out, sizeof(out), 60000);
 	close(fd);
-	status = wait_exit(pid, 10000);
+	status = lwt_wait_exit(pid, 10000);
 	close(s);
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 1)
 		LWT_FAIL("wanted exit status 1 (status %#x):\n%s", status, out);
@@ -330,10 +252,10 @@ TEST_T(examples_log_upload_failure, 60)
 
 	/* Bad usage is exit status 2. */
 	char *bad[] = { argv[0], "-n", "lots", NULL };
-	pid = spawn(bad, &fd, 1, NULL);
-	read_all(fd, out, sizeof(out), 10000);
+	pid = lwt_spawn(bad, &fd, 1, NULL);
+	lwt_read_all(fd, out, sizeof(out), 10000);
 	close(fd);
-	status = wait_exit(pid, 10000);
+	status = lwt_wait_exit(pid, 10000);
 	ASSERT(WIFEXITED(status));
 	ASSERT_EQ(WEXITSTATUS(status), 2);
 	free(argv[0]);
@@ -356,7 +278,7 @@ TEST_T(examples_blocky_endpoints, 120)
 	char line[1024], dir[1024] = "";
 	int fd;
 	unsigned port = 0;
-	pid_t pid = spawn(argv, &fd, 0, NULL);
+	pid_t pid = lwt_spawn(argv, &fd, 0, NULL);
 
 	/* "blocky_server listening on 127.0.0.1:PORT (pid N)" */
 	while (lwt_read_line(fd, line, sizeof(line), 60000) >= 0) {
@@ -485,7 +407,7 @@ TEST_T(examples_blocky_endpoints, 120)
 
 	/* SIGTERM: a clean exit, the scratch folder removed. */
 	ASSERT_OK(kill(pid, SIGTERM));
-	int status = wait_exit(pid, 20000);
+	int status = lwt_wait_exit(pid, 20000);
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
 		LWT_FAIL("blocky_server exit status %#x", status);
 	ASSERT(stat(dir, &st) < 0 && errno == ENOENT);
