@@ -513,28 +513,7 @@ void lw_rr_counters(const lw_rr_ring_t *r, lw_rr_counters_t *out)
 
 const char *lw_rr_kind_name(uint32_t kind)
 {
-	static const char *const names[LW_KIND_MAX_] = {
-		[LW_KIND_NONE] = "none",
-		[LW_KIND_TIMER] = "timer",
-		[LW_KIND_IO] = "io",
-		[LW_KIND_TICK] = "tick",
-		[LW_KIND_POST] = "post",
-		[LW_KIND_DEFER] = "defer",
-		[LW_KIND_DEFERRABLE] = "deferrable",
-		[LW_KIND_QUEUE] = "queue",
-		[LW_KIND_CHANNEL] = "channel",
-		[LW_KIND_ITERATOR] = "iterator",
-		[LW_KIND_CONNECT] = "connect",
-		[LW_KIND_DATA] = "data",
-		[LW_KIND_UNBIND] = "unbind",
-		[LW_KIND_FILE] = "file",
-		[LW_KIND_CHILD] = "child",
-		[LW_KIND_SIGNAL] = "signal",
-		[LW_KIND_PROBE] = "probe",
-	};
-	if (kind >= LW_KIND_MAX_ || names[kind] == NULL)
-		return "unknown";
-	return names[kind];
+	return lw__kind_name(kind > INT32_MAX ? -1 : (int)kind);
 }
 
 /* ---- processes ---- */

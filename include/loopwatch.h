@@ -82,6 +82,52 @@ typedef enum lw_kind {
 /* A short lower-case name for a kind ("timer", "io", ...); never NULL. */
 const char *lw_kind_name(int kind);
 
+/* The table behind lw_kind_name(), inline so that a reader of rings (the
+ * agent), which does not link the library, names kinds the same way. */
+static inline const char *lw__kind_name(int kind)
+{
+	switch (kind) {
+	case LW_KIND_NONE:
+		return "none";
+	case LW_KIND_TIMER:
+		return "timer";
+	case LW_KIND_IO:
+		return "io";
+	case LW_KIND_TICK:
+		return "tick";
+	case LW_KIND_POST:
+		return "post";
+	case LW_KIND_DEFER:
+		return "defer";
+	case LW_KIND_DEFERRABLE:
+		return "deferrable";
+	case LW_KIND_QUEUE:
+		return "queue";
+	case LW_KIND_CHANNEL:
+		return "channel";
+	case LW_KIND_ITERATOR:
+		return "iterator";
+	case LW_KIND_CONNECT:
+		return "connect";
+	case LW_KIND_DATA:
+		return "data";
+	case LW_KIND_UNBIND:
+		return "unbind";
+	case LW_KIND_FILE:
+		return "file";
+	case LW_KIND_CHILD:
+		return "child";
+	case LW_KIND_SIGNAL:
+		return "signal";
+	case LW_KIND_PROBE:
+		return "probe";
+	case LW_KIND_WORK:
+		return "work";
+	default:
+		return "unknown";
+	}
+}
+
 /* Any callback, as an address: the identity of a site. */
 typedef void (*lw_fn)(void);
 #define LW_FN(f) ((lw_fn)(void (*)(void))(f))

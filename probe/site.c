@@ -13,32 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const kind_names[LW_KIND_MAX_] = {
-	[LW_KIND_NONE] = "none",
-	[LW_KIND_TIMER] = "timer",
-	[LW_KIND_IO] = "io",
-	[LW_KIND_TICK] = "tick",
-	[LW_KIND_POST] = "post",
-	[LW_KIND_DEFER] = "defer",
-	[LW_KIND_DEFERRABLE] = "deferrable",
-	[LW_KIND_QUEUE] = "queue",
-	[LW_KIND_CHANNEL] = "channel",
-	[LW_KIND_ITERATOR] = "iterator",
-	[LW_KIND_CONNECT] = "connect",
-	[LW_KIND_DATA] = "data",
-	[LW_KIND_UNBIND] = "unbind",
-	[LW_KIND_FILE] = "file",
-	[LW_KIND_CHILD] = "child",
-	[LW_KIND_SIGNAL] = "signal",
-	[LW_KIND_PROBE] = "probe",
-	[LW_KIND_WORK] = "work",
-};
-
 const char *lw_kind_name(int kind)
 {
-	if (kind < 0 || kind >= LW_KIND_MAX_ || kind_names[kind] == NULL)
-		return "unknown";
-	return kind_names[kind];
+	return lw__kind_name(kind);
 }
 
 /* A 64-bit mix of the key; the low bits index the table. */

@@ -5,6 +5,7 @@
  * letter, so the reader is tested without libloopwatch's writer.  The
  * attach tests use real processes. */
 #include "lwtest.h"
+#include "loopwatch.h"
 #include "loopwatch_ring.h"
 #include "proc.h"
 #include "ring_reader.h"
@@ -1121,4 +1122,16 @@ TEST_T(rr_cli_dump, 60)
 	const char *help[] = { "dump", "--help", NULL };
 	ASSERT_EQ(run_loopwatch(out, sizeof(out), help), 0);
 	ASSERT(strstr(out, "usage: loopwatch dump") != NULL);
+}
+
+/* The reader names kinds exactly as the library does, for every kind and
+ * for values out of range (one table serves both; they once drifted). */
+TEST(rr_kind_names_match_library)
+{
+	for (int k = 0; k < LW_KIND_MAX_; k++)
+		ASSERT_STREQ(lw_rr_kind_name((uint32_t)k), lw_kind_name(k));
+	ASSERT_STREQ(lw_rr_kind_name(LW_KIND_WORK), "work");
+	ASSERT_STREQ(lw_rr_kind_name(LW_KIND_MAX_), "unknown");
+	ASSERT_STREQ(lw_rr_kind_name(UINT32_MAX), "unknown");
+	ASSERT_STREQ(lw_kind_name(-1), "unknown");
 }
