@@ -369,6 +369,21 @@ static int drain(struct dump_ring *dr, size_t n, uint64_t t0, uint64_t *printed,
 	return 0;
 }
 
+/* The one operand after the options, a PID: 0 and *pid, or the usage
+ * error's exit status. */
+static int pid_operand(const struct command *cmd, int argc, char **argv,
+		       pid_t *pid)
+{
+	if (optind != argc - 1)
+		return usage_error(cmd, optind >= argc ? "missing PID"
+						       : "too many arguments");
+	long long v = parse_uint(argv[optind], INT_MAX);
+	if (v <= 0)
+		return usage_error(cmd, "bad PID '%s'", argv[optind]);
+	*pid = (pid_t)v;
+	return 0;
+}
+
 static int cmd_dump(int argc, char **argv)
 {
 	const struct command *cmd = find_command("dump");
@@ -406,13 +421,10 @@ static int cmd_dump(int argc, char **argv)
 			return usage_error(cmd, "unknown option");
 		}
 	}
-	if (optind != argc - 1)
-		return usage_error(cmd, optind >= argc ? "missing PID"
-						       : "too many arguments");
-	long long lpid = parse_uint(argv[optind], INT_MAX);
-	if (lpid <= 0)
-		return usage_error(cmd, "bad PID '%s'", argv[optind]);
-	pid_t pid = (pid_t)lpid;
+	pid_t pid;
+	int bad = pid_operand(cmd, argc, argv, &pid);
+	if (bad)
+		return bad;
 
 	lw_rr_proc_t *p;
 	char why[512];
@@ -546,13 +558,9 @@ static int cmd_attach(int argc, char **argv)
 			return usage_error(cmd, "unknown option");
 		}
 	}
-	if (optind != argc - 1)
-		return usage_error(cmd, optind >= argc ? "missing PID"
-						       : "too many arguments");
-	v = parse_uint(argv[optind], INT_MAX);
-	if (v <= 0)
-		return usage_error(cmd, "bad PID '%s'", argv[optind]);
-	o.pid = (pid_t)v;
+	int bad = pid_operand(cmd, argc, argv, &o.pid);
+	if (bad)
+		return bad;
 	return lw_attach_run(&o);
 }
 
