@@ -146,15 +146,6 @@ struct lw__site_name {
 	char name[LW__SITE_NAME_MAX];
 };
 
-/* ---- time ---- */
-
-static inline uint64_t lw__hrtime(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* ---- sites and dispatch ---- */
 
 /* Publish every site to a ring that was just (re)made. */

@@ -99,7 +99,7 @@ static void *worker_main(void *p)
 		job_t *j = LW__CONTAINER_OF(n, job_t, node);
 		pool->queued--;
 		pool->busy++;
-		w->start = lw__hrtime();
+		w->start = lw__mono_ns();
 		w->fn = LW_FN(j->op);
 		w->site = j->site;
 		publish(pool);
