@@ -202,23 +202,41 @@ static int iterate(lw_loop_t *loop, int64_t max_wait_ns)
 	return ran + r;
 }
 
-int lw_run(lw_loop_t *loop)
+/* Claim the loop for the calling thread: -EBUSY if it is running. */
+static int enter(lw_loop_t *loop)
 {
-	if (loop == NULL)
-		return -EINVAL;
 	int expected = 0;
 	if (!atomic_compare_exchange_strong(&loop->running, &expected, 1))
 		return -EBUSY;
 	loop->thread = pthread_self();
 	atomic_store(&loop->on_thread, 1);
 	lw_update_time(loop);
-	loop->busy_mark = loop->now;
 	check_fork(loop);
 	note_thread(loop);
 	/* The caller's own code ran since the last callback of the loop. */
 	lw__gap(loop);
+	return 0;
+}
 
-	int err = 0;
+/* Give the loop back.  A stop is consumed by the run it ended; one requested
+ * before the run started ends that run after its first iteration, so a
+ * thread that starts a loop and stops it at once cannot lose the stop. */
+static void leave(lw_loop_t *loop)
+{
+	atomic_store(&loop->stop_flag, 0);
+	loop->busy_mark = 0;
+	atomic_store(&loop->on_thread, 0);
+	atomic_store(&loop->running, 0);
+}
+
+int lw_run(lw_loop_t *loop)
+{
+	if (loop == NULL)
+		return -EINVAL;
+	int err = enter(loop);
+	if (err)
+		return err;
+	loop->busy_mark = loop->now;
 	while (!atomic_load(&loop->stop_flag)) {
 		int r = iterate(loop, -1);
 		if (r < 0) {
@@ -226,13 +244,7 @@ int lw_run(lw_loop_t *loop)
 			break;
 		}
 	}
-	/* A stop is consumed by the run it ended.  One requested before the
-	 * run started ends that run after its first iteration, so a thread
-	 * that starts a loop and stops it at once cannot lose the stop. */
-	atomic_store(&loop->stop_flag, 0);
-	loop->busy_mark = 0;
-	atomic_store(&loop->on_thread, 0);
-	atomic_store(&loop->running, 0);
+	leave(loop);
 	return err;
 }
 
@@ -240,22 +252,12 @@ int lw_run_once(lw_loop_t *loop, int timeout_ms)
 {
 	if (loop == NULL)
 		return -EINVAL;
-	int expected = 0;
-	if (!atomic_compare_exchange_strong(&loop->running, &expected, 1))
-		return -EBUSY;
-	loop->thread = pthread_self();
-	atomic_store(&loop->on_thread, 1);
-	lw_update_time(loop);
-	check_fork(loop);
-	note_thread(loop);
-	/* The caller's own code ran since the last callback of the loop. */
-	lw__gap(loop);
+	int err = enter(loop);
+	if (err)
+		return err;
 	int r = iterate(loop,
 			timeout_ms < 0 ? -1 : (int64_t)timeout_ms * 1000000);
-	atomic_store(&loop->stop_flag, 0);
-	loop->busy_mark = 0;
-	atomic_store(&loop->on_thread, 0);
-	atomic_store(&loop->running, 0);
+	leave(loop);
 	return r;
 }
 
