@@ -12,8 +12,9 @@
 
 struct lw_attach_opts {
 	pid_t pid; /* the process */
-	/* A thread to watch besides the rings' loop threads (0: none); the
-	 * way to watch a process without rings. */
+	/* A loop thread to watch besides the rings' (0: none); without it,
+	 * a process without rings is watched on the threads that sit in an
+	 * event wait (agent/threads.h). */
 	pid_t tid;
 	uint64_t duration_ns; /* stop after this long; 0: until interrupted */
 	uint64_t min_ns; /* slow: callbacks and syscalls at least this long */
@@ -24,8 +25,5 @@ struct lw_attach_opts {
  * returns the exit status: 0, or 2 when it cannot attach (the reason on
  * stderr). */
 int lw_attach_run(const struct lw_attach_opts *o);
-
-/* The x86-64 name of syscall nr, or NULL for one outside the small table. */
-const char *lw_attach_syscall_name(uint32_t nr);
 
 #endif /* LW_ATTACH_H */

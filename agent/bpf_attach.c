@@ -1,8 +1,13 @@
 /*
  * bpf_attach.c - `loopwatch attach`: the rings say which callback ran when and
- * for how long; the kernel probes say which syscalls of the loop thread
- * were slow, with their user stacks.  Joined by time (both are
- * CLOCK_MONOTONIC), they say what each slow callback was waiting for.
+ * for how long; the kernel probes say what the loop thread did meanwhile:
+ * the syscalls that were slow, the time it spent off CPU, the stacks it was
+ * sampled in, and the calls that can block even when they were fast.
+ * Joined by time (both sides are CLOCK_MONOTONIC), they say what each slow
+ * callback was waiting for or computing.  A loop thread without rings (a
+ * program that never linked libloopwatch, found by its waits or named with
+ * --tid) is watched the same way, one loop iteration (a busy span between
+ * two waits) standing for the callback.
  *
  * One thread does everything, alternately: wait up to a tick for kernel
  * events (buffered in the join), read the rings, take the kernel events
@@ -10,18 +15,21 @@
  * and expire the events no record will claim.  Reading the rings before
  * the last poll of a tick matters: a syscall's event is sent before its
  * callback ends, so every event of a record we hold is in the ring buffer
- * by then.
+ * by then.  A span's events are always in the ring buffer before the span.
  */
 #include "attach.h"
 #include "bpf_load.h"
 
 #include "join.h"
+#include "kevent.h"
 #include "loopwatch.h"
 #include "proc.h"
 #include "ring_reader.h"
 #include "symbolize.h"
+#include "threads.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -35,116 +43,30 @@
  * before it is called "outside callbacks": the record is written right
  * after the callback ends, so a few ticks are plenty. */
 #define GRACE_NS (200ull * 1000000)
-#define JOIN_CAP 256 /* buffered events; drop-oldest beyond */
-#define TAKE_MAX 64 /* events printed per callback */
+/* Buffered events; drop-oldest beyond.  A 1 s CPU-bound stall sends 250
+ * samples at the default 4 ms. */
+#define JOIN_CAP 2048
 #define SITE_SYSCALLS 8 /* distinct syscalls remembered per site */
 #define RECS_MAX 4096 /* ring records read per loop and tick */
-
-/* ---- syscall names ---- */
-
-struct sysname {
-	uint32_t nr;
-	const char *name;
-};
-
-/* The x86-64 numbers of the syscalls a loop thread typically blocks in. */
-static const struct sysname sysnames[] = {
-	{ 0, "read" },
-	{ 1, "write" },
-	{ 2, "open" },
-	{ 3, "close" },
-	{ 4, "stat" },
-	{ 5, "fstat" },
-	{ 7, "poll" },
-	{ 8, "lseek" },
-	{ 9, "mmap" },
-	{ 16, "ioctl" },
-	{ 17, "pread64" },
-	{ 18, "pwrite64" },
-	{ 19, "readv" },
-	{ 20, "writev" },
-	{ 21, "access" },
-	{ 23, "select" },
-	{ 26, "msync" },
-	{ 35, "nanosleep" },
-	{ 40, "sendfile" },
-	{ 42, "connect" },
-	{ 43, "accept" },
-	{ 44, "sendto" },
-	{ 45, "recvfrom" },
-	{ 46, "sendmsg" },
-	{ 47, "recvmsg" },
-	{ 61, "wait4" },
-	{ 73, "flock" },
-	{ 74, "fsync" },
-	{ 75, "fdatasync" },
-	{ 76, "truncate" },
-	{ 77, "ftruncate" },
-	{ 82, "rename" },
-	{ 83, "mkdir" },
-	{ 84, "rmdir" },
-	{ 87, "unlink" },
-	{ 162, "sync" },
-	{ 187, "readahead" },
-	{ 202, "futex" },
-	{ 217, "getdents64" },
-	{ 221, "fadvise64" },
-	{ 230, "clock_nanosleep" },
-	{ 232, "epoll_wait" },
-	{ 247, "waitid" },
-	{ 257, "openat" },
-	{ 262, "newfstatat" },
-	{ 263, "unlinkat" },
-	{ 270, "pselect6" },
-	{ 271, "ppoll" },
-	{ 275, "splice" },
-	{ 277, "sync_file_range" },
-	{ 281, "epoll_pwait" },
-	{ 285, "fallocate" },
-	{ 288, "accept4" },
-	{ 299, "recvmmsg" },
-	{ 306, "syncfs" },
-	{ 307, "sendmmsg" },
-	{ 318, "getrandom" },
-	{ 326, "copy_file_range" },
-	{ 332, "statx" },
-	{ 426, "io_uring_enter" },
-};
-
-const char *lw_attach_syscall_name(uint32_t nr)
-{
-#if defined(__x86_64__)
-	for (size_t i = 0; i < sizeof(sysnames) / sizeof(sysnames[0]); i++)
-		if (sysnames[i].nr == nr)
-			return sysnames[i].name;
-#else
-	(void)sysnames;
-	(void)nr;
-#endif
-	return NULL;
-}
-
-static const char *fd_kind_name(uint32_t k)
-{
-	static const char *const names[] = {
-		[LW_BPF_FD_NONE] = "",
-		[LW_BPF_FD_REG] = "regular file",
-		[LW_BPF_FD_SOCK] = "socket",
-		[LW_BPF_FD_FIFO] = "pipe",
-		[LW_BPF_FD_CHR] = "char device",
-		[LW_BPF_FD_DIR] = "directory",
-		[LW_BPF_FD_BLK] = "block device",
-		[LW_BPF_FD_OTHER] = "special file",
-		[LW_BPF_FD_UNKNOWN] = "closed or unknown fd",
-	};
-	return k < sizeof(names) / sizeof(names[0]) ? names[k] : "?";
-}
+#define SAMPLE_GROUPS 16 /* distinct sampled stacks told apart per stall */
+#define SAMPLE_SHOWN 2 /* of which shown */
+#define MAX_DETECTED 16 /* loop threads taken from detection */
 
 /* ---- small helpers ---- */
 
 static void *xcalloc(size_t n, size_t size)
 {
 	void *p = calloc(n, size);
+	if (p == NULL) {
+		fprintf(stderr, "loopwatch: cannot allocate memory\n");
+		exit(EXIT_USAGE);
+	}
+	return p;
+}
+
+static void *xrealloc(void *p, size_t size)
+{
+	p = realloc(p, size);
 	if (p == NULL) {
 		fprintf(stderr, "loopwatch: cannot allocate memory\n");
 		exit(EXIT_USAGE);
@@ -164,6 +86,16 @@ static double ms(uint64_t ns)
 	return (double)ns / 1e6;
 }
 
+static const char *sysname(uint32_t nr, char *buf, size_t len)
+{
+	const char *n = lw_kev_syscall_name(nr);
+
+	if (n != NULL)
+		return n;
+	snprintf(buf, len, "syscall %" PRIu32, nr);
+	return buf;
+}
+
 static volatile sig_atomic_t stop_signal;
 
 static void on_signal(int sig)
@@ -179,21 +111,35 @@ struct site_sys {
 	uint64_t count, total_ns;
 };
 
-/* The summary of one site of one loop. */
+/* The summary of one site of one loop (site 0 of a loop without rings:
+ * its iterations). */
 struct site_sum {
 	size_t loop; /* index into st->loops */
 	uint32_t site;
-	char name[LW_RING_NAME_MAX + 32];
+	char name[LW_RING_NAME_MAX + 64];
 	uint64_t count, total_ns, max_ns;
+	uint64_t samples, offcpu_ns;
 	struct site_sys sys[SITE_SYSCALLS];
 	size_t nsys;
 };
 
+/* A loop thread: one with a ring, or one without (ring NULL) whose busy
+ * spans the kernel reports. */
 struct loop {
 	lw_rr_ring_t *ring;
 	lw_rr_cursor_t cur;
 	uint32_t tid; /* 0 until the ring names its thread */
+	uint32_t flags; /* what it is watched with (LW_BPF_WAIT_*, ...) */
+	char comm[16];
 	uint64_t lost_reported;
+};
+
+/* One line of the blocking-calls table. */
+struct block_row {
+	char where[LW_RING_NAME_MAX + 64]; /* the site, or the thread */
+	uint32_t nr, fd_kind;
+	uint64_t calls, total_ns, max_ns;
+	char at[256]; /* the first caller outside libc */
 };
 
 struct state {
@@ -201,15 +147,17 @@ struct state {
 	FILE *out;
 	lw_rr_proc_t *p;
 	struct lw_bpf *bpf; /* NULL: rings alone */
-	lw_sym_t *sym; /* NULL: raw addresses */
+	lw_kev_sym_t ks; /* ks.sym NULL: raw addresses */
 	lw_join_t *join;
 	struct loop *loops;
-	size_t nloops;
+	size_t nloops, loops_cap;
 	struct site_sum *sites;
 	size_t nsites, sites_cap;
-	uint64_t last_refresh_ns;
+	struct block_row *rows;
+	size_t nrows, rows_cap;
 	uint64_t outside; /* events outside any callback */
-	lw_join_event_t buf[TAKE_MAX];
+	uint64_t samples_unclaimed; /* samples in no slow callback */
+	lw_join_event_t buf[JOIN_CAP];
 	struct lw_ring_record recs[RECS_MAX];
 };
 
@@ -220,6 +168,18 @@ static struct loop *loop_of(struct state *st, uint32_t tid)
 		if (st->loops[i].tid != 0 && st->loops[i].tid == tid)
 			return &st->loops[i];
 	return NULL;
+}
+
+static struct loop *add_loop(struct state *st)
+{
+	if (st->nloops == st->loops_cap) {
+		st->loops_cap = st->loops_cap ? 2 * st->loops_cap : 8;
+		st->loops =
+			xrealloc(st->loops, st->loops_cap * sizeof(*st->loops));
+	}
+	struct loop *l = &st->loops[st->nloops++];
+	memset(l, 0, sizeof(*l));
+	return l;
 }
 
 static const char *site_label(const lw_rr_ring_t *r, uint32_t id, char *buf,
@@ -238,164 +198,13 @@ static const char *site_label(const lw_rr_ring_t *r, uint32_t id, char *buf,
 	return buf;
 }
 
-/* ---- events ---- */
-
-/* Where a thread's stack legitimately ends. */
-static int is_stack_bottom(const char *func)
+/* "thread 1234 (redis-server)" */
+static const char *thread_label(const struct loop *l, char *buf, size_t len)
 {
-	static const char *const bottoms[] = {
-		"_start",
-		"__libc_start_main",
-		"__libc_start_call_main",
-		"start_thread",
-		"clone",
-		"clone3",
-		"__clone3",
-		"__clone",
-	};
-	for (size_t i = 0; i < sizeof(bottoms) / sizeof(bottoms[0]); i++)
-		if (strcmp(func, bottoms[i]) == 0)
-			return 1;
-	return 0;
+	snprintf(buf, len, "thread %" PRIu32 " (%s)", l->tid,
+		 l->comm[0] ? l->comm : "?");
+	return buf;
 }
-
-/* The stack as "  #i frame\n" lines.  Symbolized on arrival, while the
- * target and its mappings surely exist; an unknown address may be in a
- * library loaded since attach, so the maps are re-read (at most every
- * 100 ms, a refresh costs a /proc/PID/maps parse). */
-static char *format_stack(struct state *st,
-			  const struct lw_bpf_syscall_event *ev)
-{
-	size_t cap = 4096, len = 0;
-	char *s = xcalloc(1, cap);
-
-	if (ev->stack_bytes < 0) {
-		snprintf(s, cap, "  (no user stack: %s)\n",
-			 strerror((int)-ev->stack_bytes));
-		return s;
-	}
-	size_t n = (size_t)ev->stack_bytes / 8;
-	if (n > LW_BPF_STACK_DEPTH)
-		n = LW_BPF_STACK_DEPTH;
-	int whole = st->sym == NULL; /* unknown without names: say nothing */
-	for (size_t i = 0; i < n && len + 1 < cap; i++) {
-		char line[600];
-		lw_sym_frame_t f;
-		if (st->sym == NULL) {
-			snprintf(line, sizeof(line), "0x%" PRIx64,
-				 (uint64_t)ev->stack[i]);
-		} else {
-			int r = lw_sym_lookup(st->sym, ev->stack[i], i > 0, &f);
-			uint64_t now = now_ns();
-			if (r != 0 && (f.flags & LW_SYM_UNKNOWN) &&
-			    now - st->last_refresh_ns > 100000000) {
-				st->last_refresh_ns = now;
-				if (lw_sym_refresh(st->sym) == 0)
-					lw_sym_lookup(st->sym, ev->stack[i],
-						      i > 0, &f);
-			}
-			lw_sym_format(&f, line, sizeof(line));
-			if ((f.flags & LW_SYM_FUNC) && is_stack_bottom(f.func))
-				whole = 1;
-		}
-		int w = snprintf(s + len, cap - len, "  #%zu %s\n", i, line);
-		if (w < 0)
-			break;
-		len += (size_t)w < cap - len ? (size_t)w : cap - len - 1;
-	}
-	/* The kernel walks frame pointers: code built without them (Debian's
-	 * libc, sanitizer interceptors) ends the walk early.  Say so rather
-	 * than let a cut stack pass for a whole one. */
-	if (n == LW_BPF_STACK_DEPTH)
-		snprintf(s + len, cap - len, "  ... (cut at %d frames)\n",
-			 LW_BPF_STACK_DEPTH);
-	else if (!whole)
-		snprintf(s + len, cap - len,
-			 "  ... (stack cut: a frame without frame pointer)\n");
-	return s;
-}
-
-/* "fsync(fd 7 -> regular file /tmp/x/fsync.dat)" */
-static void format_call(const lw_join_event_t *e, char *buf, size_t len)
-{
-	const struct lw_bpf_syscall_event *ev = &e->ev;
-	const char *name = lw_attach_syscall_name(ev->nr);
-	char nbuf[32];
-
-	if (name == NULL) {
-		snprintf(nbuf, sizeof(nbuf), "syscall %" PRIu32, ev->nr);
-		name = nbuf;
-	}
-	if (ev->fd < 0)
-		snprintf(buf, len, "%s()", name);
-	else if (e->fd_path[0] == '/')
-		snprintf(buf, len, "%s(fd %d -> %s %s)", name, (int)ev->fd,
-			 fd_kind_name(ev->fd_kind), e->fd_path);
-	else if (e->fd_path[0] != '\0')
-		snprintf(buf, len, "%s(fd %d -> %s)", name, (int)ev->fd,
-			 e->fd_path);
-	else
-		snprintf(buf, len, "%s(fd %d -> %s)", name, (int)ev->fd,
-			 fd_kind_name(ev->fd_kind));
-	if (ev->ret < 0) {
-		size_t l = strlen(buf);
-		snprintf(buf + l, len - l, " = -%s",
-			 strerrorname_np((int)-ev->ret)
-				 ? strerrorname_np((int)-ev->ret)
-				 : "?");
-	}
-}
-
-static void print_outside(struct state *st, const lw_join_event_t *e)
-{
-	char call[512];
-
-	format_call(e, call, sizeof(call));
-	fprintf(st->out,
-		"outside callbacks: %.1f ms in %s on tid %" PRIu32 "\n",
-		ms(e->ev.duration_ns), call, e->ev.tid);
-	if (e->stack)
-		fputs(e->stack, st->out);
-	st->outside++;
-}
-
-static int on_event(void *ctx, const struct lw_bpf_syscall_event *ev)
-{
-	struct state *st = ctx;
-	lw_join_event_t e;
-
-	memset(&e, 0, sizeof(e));
-	e.ev = *ev;
-	if (ev->fd >= 0) {
-		/* Best effort: the fd may be closed or reused by now. */
-		char link[64];
-		snprintf(link, sizeof(link), "/proc/%d/fd/%d", (int)st->o->pid,
-			 (int)ev->fd);
-		ssize_t n = readlink(link, e.fd_path, sizeof(e.fd_path) - 1);
-		e.fd_path[n > 0 ? n : 0] = '\0';
-		/* The fd may be closed and reused by now: keep a path only
-		 * if it is of the kind the kernel saw (a regular file or a
-		 * directory has a path; a socket or pipe a "type:[inode]"). */
-		int is_path = e.fd_path[0] == '/';
-		int wants_path = ev->fd_kind == LW_BPF_FD_REG ||
-				 ev->fd_kind == LW_BPF_FD_DIR ||
-				 ev->fd_kind == LW_BPF_FD_BLK ||
-				 ev->fd_kind == LW_BPF_FD_CHR;
-		if (is_path != wants_path)
-			e.fd_path[0] = '\0';
-	}
-	e.stack = format_stack(st, ev);
-	if (loop_of(st, ev->tid) == NULL) {
-		/* A thread without a ring (--tid): nothing to join with. */
-		print_outside(st, &e);
-		free(e.stack);
-	} else {
-		lw_join_add(st->join, &e);
-	}
-	return 0;
-}
-
-/* ---- records ---- */
 
 static struct site_sum *site_sum(struct state *st, size_t loop, uint32_t site)
 {
@@ -403,20 +212,22 @@ static struct site_sum *site_sum(struct state *st, size_t loop, uint32_t site)
 		if (st->sites[i].loop == loop && st->sites[i].site == site)
 			return &st->sites[i];
 	if (st->nsites == st->sites_cap) {
-		size_t cap = st->sites_cap ? 2 * st->sites_cap : 16;
-		struct site_sum *s = realloc(st->sites, cap * sizeof(*s));
-		if (s == NULL) {
-			fprintf(stderr, "loopwatch: cannot allocate memory\n");
-			exit(EXIT_USAGE);
-		}
-		st->sites = s;
-		st->sites_cap = cap;
+		st->sites_cap = st->sites_cap ? 2 * st->sites_cap : 16;
+		st->sites =
+			xrealloc(st->sites, st->sites_cap * sizeof(*st->sites));
 	}
 	struct site_sum *s = &st->sites[st->nsites++];
 	memset(s, 0, sizeof(*s));
 	s->loop = loop;
 	s->site = site;
-	site_label(st->loops[loop].ring, site, s->name, sizeof(s->name));
+	if (st->loops[loop].ring != NULL) {
+		site_label(st->loops[loop].ring, site, s->name,
+			   sizeof(s->name));
+	} else {
+		char t[64];
+		snprintf(s->name, sizeof(s->name), "%s iterations",
+			 thread_label(&st->loops[loop], t, sizeof(t)));
+	}
 	return s;
 }
 
@@ -436,17 +247,244 @@ static void count_sys(struct site_sum *s, const struct lw_bpf_syscall_event *ev)
 	s->sys[i].total_ns += ev->duration_ns;
 }
 
-/* A slow callback: print it with the syscalls it contains. */
+/* ---- telling what a stall was made of ---- */
+
+static void print_stack(struct state *st, const char *stack)
+{
+	if (stack != NULL)
+		fputs(stack, st->out);
+}
+
+/* " [off CPU 12.0 ms, 3.0 ms of it preempted]" for a syscall, or "". */
+static void offcpu_note(const struct lw_bpf_syscall_event *ev, char *buf,
+			size_t len)
+{
+	buf[0] = '\0';
+	if (ev->off_cpu_ns == 0)
+		return;
+	if (ev->preempt_ns > 0)
+		snprintf(buf, len,
+			 " [off CPU %.1f ms, %.1f ms of it preempted]",
+			 ms(ev->off_cpu_ns), ms(ev->preempt_ns));
+	else
+		snprintf(buf, len, " [off CPU %.1f ms]", ms(ev->off_cpu_ns));
+}
+
+struct sample_group {
+	const char *stack; /* the first sample's */
+	char key[512]; /* its functions, innermost first */
+	size_t count;
+};
+
+/* The functions of a formatted stack, without offsets and lines: the
+ * samples of one loop are told apart by what they were in, not by the
+ * instruction. */
+static void stack_key(const char *stack, char *key, size_t len)
+{
+	size_t k = 0;
+
+	key[0] = '\0';
+	if (stack == NULL)
+		return;
+	for (const char *s = stack; *s && k + 1 < len;) {
+		const char *eol = strchr(s, '\n');
+		size_t n = eol ? (size_t)(eol - s) : strlen(s);
+		const char *plus = memchr(s, '+', n);
+		const char *sp = memchr(s + 3 < s + n ? s + 3 : s, ' ',
+					n > 3 ? n - 3 : 0);
+		size_t take = plus ? (size_t)(plus - s)
+			      : sp ? (size_t)(sp - s)
+				   : n;
+		if (take > len - 1 - k)
+			take = len - 1 - k;
+		memcpy(key + k, s, take);
+		k += take;
+		if (k + 1 < len)
+			key[k++] = ';';
+		if (!eol)
+			break;
+		s = eol + 1;
+	}
+	key[k] = '\0';
+}
+
+static int by_count(const void *a, const void *b)
+{
+	const struct sample_group *x = a, *y = b;
+
+	return (x->count < y->count) - (x->count > y->count);
+}
+
+/*
+ * Tell what the n events of one stall (a callback, or an iteration of a
+ * loop without rings) were: its slow syscalls with their stacks, its
+ * off-CPU time outside syscalls, and its stack samples grouped by stack,
+ * the most frequent first.  The line that introduces the stall has been
+ * printed without its newline: the first part goes on it.  Takes the
+ * events' stacks (frees them).
+ */
+static void tell(struct state *st, struct site_sum *s, lw_join_event_t *ev,
+		 size_t n)
+{
+	struct sample_group groups[SAMPLE_GROUPS];
+	size_t ngroups = 0, nsamples = 0, other = 0;
+	const char *sep = ", of which ";
+	char call[600], note[96];
+
+	for (size_t i = 0; i < n; i++) {
+		lw_join_event_t *e = &ev[i];
+		if (e->h.kind == LW_BPF_EV_SYSCALL) {
+			lw_kev_format_call(e, call, sizeof(call));
+			offcpu_note(&e->u.sys, note, sizeof(note));
+			fprintf(st->out, "%s%.1f ms in %s%s\n", sep,
+				ms(e->h.duration_ns), call, note);
+			print_stack(st, e->stack);
+			count_sys(s, &e->u.sys);
+			sep = "  and ";
+		} else if (e->h.kind == LW_BPF_EV_OFFCPU) {
+			int pre = e->u.off.flags & LW_BPF_OFF_PREEMPTED;
+			fprintf(st->out,
+				"%s%.1f ms off CPU outside syscalls (%s)\n",
+				sep, ms(e->h.duration_ns),
+				pre ? "preempted: runnable, another task "
+				      "had the CPU"
+				    : "asleep: a page fault or the like");
+			print_stack(st, e->stack);
+			s->offcpu_ns += e->h.duration_ns;
+			sep = "  and ";
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		lw_join_event_t *e = &ev[i];
+		if (e->h.kind != LW_BPF_EV_SAMPLE)
+			continue;
+		char key[sizeof(groups[0].key)];
+		size_t g;
+		nsamples++;
+		stack_key(e->stack, key, sizeof(key));
+		for (g = 0; g < ngroups; g++)
+			if (strcmp(key, groups[g].key) == 0)
+				break;
+		if (g < ngroups) {
+			groups[g].count++;
+		} else if (ngroups < SAMPLE_GROUPS) {
+			groups[ngroups].stack = e->stack;
+			memcpy(groups[ngroups].key, key, sizeof(key));
+			groups[ngroups++].count = 1;
+		} else {
+			other++;
+		}
+	}
+	if (nsamples > 0) {
+		qsort(groups, ngroups, sizeof(groups[0]), by_count);
+		fprintf(st->out, "%son CPU: %zu stack sample%s\n",
+			sep[0] == ',' ? ", " : "  and ", nsamples,
+			nsamples == 1 ? "" : "s");
+		for (size_t g = 0; g < ngroups && g < SAMPLE_SHOWN; g++) {
+			fprintf(st->out, "  %zu of them in:\n",
+				groups[g].count);
+			print_stack(st, groups[g].stack);
+		}
+		if (ngroups > SAMPLE_SHOWN || other > 0)
+			fprintf(st->out, "  (and %zu in other stacks)\n",
+				nsamples - groups[0].count -
+					(ngroups > 1 ? groups[1].count : 0));
+		s->samples += nsamples;
+		sep = "  and ";
+	}
+	if (sep[0] == ',')
+		fprintf(st->out, "%s\n",
+			st->bpf ? ", in no slow syscall (on CPU or short waits)"
+				: "");
+	for (size_t i = 0; i < n; i++)
+		free(ev[i].stack);
+}
+
+static void print_outside(struct state *st, lw_join_event_t *e)
+{
+	char call[600], note[96];
+
+	if (e->h.kind == LW_BPF_EV_SYSCALL) {
+		lw_kev_format_call(e, call, sizeof(call));
+		offcpu_note(&e->u.sys, note, sizeof(note));
+		fprintf(st->out,
+			"outside callbacks: %.1f ms in %s%s on tid %" PRIu32
+			"\n",
+			ms(e->h.duration_ns), call, note, e->h.tid);
+	} else if (e->h.kind == LW_BPF_EV_OFFCPU) {
+		fprintf(st->out,
+			"outside callbacks: %.1f ms off CPU (%s) on tid "
+			"%" PRIu32 "\n",
+			ms(e->h.duration_ns),
+			(e->u.off.flags & LW_BPF_OFF_PREEMPTED) ? "preempted"
+								: "asleep",
+			e->h.tid);
+	} else {
+		/* A sample of a long span that no slow callback claimed:
+		 * many short callbacks in one iteration. */
+		st->samples_unclaimed++;
+		free(e->stack);
+		return;
+	}
+	print_stack(st, e->stack);
+	free(e->stack);
+	st->outside++;
+}
+
+/* ---- events ---- */
+
+/* A long iteration of a loop without rings: tell what it was made of. */
+static void on_span(struct state *st, struct loop *l,
+		    const struct lw_bpf_span_event *sp)
+{
+	char t[64];
+	size_t li = (size_t)(l - st->loops);
+	struct site_sum *s = site_sum(st, li, 0);
+	size_t n = lw_join_take(st->join, l->tid, sp->start_ns, sp->duration_ns,
+				st->buf, JOIN_CAP);
+
+	s->count++;
+	s->total_ns += sp->duration_ns;
+	if (sp->duration_ns > s->max_ns)
+		s->max_ns = sp->duration_ns;
+	fprintf(st->out, "loop %s: an iteration took %.1f ms",
+		thread_label(l, t, sizeof(t)), ms(sp->duration_ns));
+	if (sp->off_cpu_ns > 0)
+		fprintf(st->out, " (off CPU %.1f ms)", ms(sp->off_cpu_ns));
+	tell(st, s, st->buf, n);
+}
+
+static int on_event(void *ctx, const struct lw_bpf_event_head *ev, size_t size)
+{
+	struct state *st = ctx;
+	struct loop *l = loop_of(st, ev->tid);
+	lw_join_event_t e;
+
+	if (l == NULL)
+		return 0; /* a thread no longer watched */
+	if (ev->kind == LW_BPF_EV_SPAN) {
+		if (l->ring == NULL)
+			on_span(st, l, (const struct lw_bpf_span_event *)ev);
+		return 0;
+	}
+	if (lw_kev_from_raw(st->o->pid, &st->ks, ev, size, &e) == 0)
+		lw_join_add(st->join, &e);
+	return 0;
+}
+
+/* ---- records ---- */
+
+/* A slow callback: tell it with the events it contains. */
 static void on_record(struct state *st, size_t li,
 		      const struct lw_ring_record *rec)
 {
 	struct loop *l = &st->loops[li];
-	char label[LW_RING_NAME_MAX + 32], call[512];
+	char label[LW_RING_NAME_MAX + 32];
 	size_t n = 0;
 
 	if (st->bpf != NULL && l->tid != 0)
 		n = lw_join_take(st->join, l->tid, rec->start_ns,
-				 rec->duration_ns, st->buf, TAKE_MAX);
+				 rec->duration_ns, st->buf, JOIN_CAP);
 	struct site_sum *s = site_sum(st, li, rec->site);
 	s->count++;
 	s->total_ns += rec->duration_ns;
@@ -456,21 +494,7 @@ static void on_record(struct state *st, size_t li,
 	site_label(l->ring, rec->site, label, sizeof(label));
 	fprintf(st->out, "callback %s (%s) took %.1f ms", label,
 		lw_rr_kind_name(rec->kind), ms(rec->duration_ns));
-	for (size_t i = 0; i < n; i++) {
-		lw_join_event_t *e = &st->buf[i];
-		format_call(e, call, sizeof(call));
-		fprintf(st->out, "%s%.1f ms in %s\n",
-			i == 0 ? ", of which " : "  and ",
-			ms(e->ev.duration_ns), call);
-		if (e->stack)
-			fputs(e->stack, st->out);
-		free(e->stack);
-		count_sys(s, &e->ev);
-	}
-	if (n == 0)
-		fprintf(st->out, "%s\n",
-			st->bpf ? ", in no slow syscall (on CPU or short waits)"
-				: "");
+	tell(st, s, st->buf, n);
 }
 
 /* Print the events that no record will claim: outside callbacks, or
@@ -478,25 +502,18 @@ static void on_record(struct state *st, size_t li,
 static void expire(struct state *st, struct loop *l, uint64_t now,
 		   uint64_t grace, uint64_t running, const char *prefix)
 {
-	size_t n;
+	size_t n = lw_join_expire(st->join, l->tid, now, grace, running,
+				  st->buf, JOIN_CAP);
 
-	do {
-		n = lw_join_expire(st->join, l->tid, now, grace, running,
-				   st->buf, TAKE_MAX);
-		for (size_t i = 0; i < n; i++) {
-			if (prefix) {
-				char call[512];
-				format_call(&st->buf[i], call, sizeof(call));
-				fprintf(st->out, "%s%.1f ms in %s\n", prefix,
-					ms(st->buf[i].ev.duration_ns), call);
-				if (st->buf[i].stack)
-					fputs(st->buf[i].stack, st->out);
-			} else {
-				print_outside(st, &st->buf[i]);
-			}
-			free(st->buf[i].stack);
-		}
-	} while (n == TAKE_MAX);
+	if (prefix && n > 0) {
+		struct site_sum dummy;
+		memset(&dummy, 0, sizeof(dummy));
+		fputs(prefix, st->out);
+		tell(st, &dummy, st->buf, n);
+		return;
+	}
+	for (size_t i = 0; i < n; i++)
+		print_outside(st, &st->buf[i]);
 }
 
 /* Read what is new in every ring and join the slow records. */
@@ -504,10 +521,24 @@ static void drain(struct state *st, int final)
 {
 	for (size_t li = 0; li < st->nloops; li++) {
 		struct loop *l = &st->loops[li];
+		uint64_t running = 0;
+
+		if (l->ring == NULL) {
+			/* Spans were told as they came; what is left after
+			 * the grace is outside any long iteration, unless the
+			 * iteration in progress may still claim it. */
+			struct lw_bpf_thread kt;
+			if (!final && st->bpf &&
+			    lw_bpf_thread_read(st->bpf, l->tid, &kt) == 0)
+				running = kt.span_start_ns;
+			if (l->tid != 0)
+				expire(st, l, final ? UINT64_MAX : now_ns(),
+				       final ? 0 : GRACE_NS, running, NULL);
+			continue;
+		}
 		lw_rr_current_t cur;
 		/* The running callback as it was before this read: if it
 		 * ends meanwhile, its record is in what we read below. */
-		uint64_t running = 0;
 		if (lw_rr_current(l->ring, &cur) == 0 && cur.running)
 			running = cur.start_ns;
 
@@ -540,10 +571,138 @@ static void drain(struct state *st, int final)
 		} else {
 			expire(st, l, UINT64_MAX, 0, running, NULL);
 			expire(st, l, UINT64_MAX, 0, 0,
-			       "in a callback still running: ");
+			       "in a callback still running");
 		}
 	}
 }
+
+/* ---- blocking calls, counted in the kernel ---- */
+
+/* Which site of loop l has its function on this stack: the innermost
+ * frame whose function starts at a site's fn.  0 if none. */
+static uint32_t site_on_stack(struct state *st, struct loop *l,
+			      const __u64 *frames, size_t n)
+{
+	uint32_t cap = lw_rr_site_capacity(l->ring);
+
+	if (st->ks.sym == NULL)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		lw_sym_frame_t f;
+		if (lw_sym_lookup(st->ks.sym, frames[i], i > 0, &f) != 0 ||
+		    !(f.flags & LW_SYM_FUNC))
+			continue;
+		/* The function's start (func_off is from the address as
+		 * given, even when a return address was looked up at -1). */
+		uint64_t start = (uint64_t)frames[i] - f.func_off;
+		for (uint32_t id = 1; id <= cap; id++) {
+			lw_rr_site_t s;
+			if (lw_rr_site(l->ring, id, &s) < 0)
+				break;
+			if (s.fn == start)
+				return id;
+		}
+	}
+	return 0;
+}
+
+static int on_block(void *ctx, const struct lw_bpf_block_key *k,
+		    const struct lw_bpf_block_val *v)
+{
+	struct state *st = ctx;
+	struct loop *l = loop_of(st, k->tid);
+	__u64 frames[LW_BPF_STACK_DEPTH];
+	char where[sizeof(st->rows[0].where)], t[64];
+	int n;
+
+	if (l == NULL)
+		return 0;
+	n = lw_bpf_stack(st->bpf, k->stack_id, frames, LW_BPF_STACK_DEPTH);
+	if (n < 0)
+		n = 0;
+	if (l->ring != NULL) {
+		/* The kernel read the running callback from the ring; a
+		 * stack that names a site's function is the fallback. */
+		uint32_t id = k->site ? k->site
+				      : site_on_stack(st, l, frames, (size_t)n);
+		if (id != 0)
+			site_label(l->ring, id, where, sizeof(where));
+		else
+			snprintf(where, sizeof(where), "(outside callbacks)");
+	} else {
+		snprintf(where, sizeof(where), "%s",
+			 thread_label(l, t, sizeof(t)));
+	}
+	size_t i;
+	for (i = 0; i < st->nrows; i++)
+		if (st->rows[i].nr == k->nr &&
+		    st->rows[i].fd_kind == k->fd_kind &&
+		    strcmp(st->rows[i].where, where) == 0)
+			break;
+	if (i == st->nrows) {
+		if (st->nrows == st->rows_cap) {
+			st->rows_cap = st->rows_cap ? 2 * st->rows_cap : 16;
+			st->rows = xrealloc(st->rows,
+					    st->rows_cap * sizeof(*st->rows));
+		}
+		memset(&st->rows[i], 0, sizeof(st->rows[i]));
+		snprintf(st->rows[i].where, sizeof(st->rows[i].where), "%s",
+			 where);
+		st->rows[i].nr = k->nr;
+		st->rows[i].fd_kind = k->fd_kind;
+		if (n > 0)
+			lw_kev_caller(&st->ks, frames, (size_t)n,
+				      st->rows[i].at, sizeof(st->rows[i].at));
+		else
+			snprintf(st->rows[i].at, sizeof(st->rows[i].at),
+				 "(no stack: %s)", strerror(-k->stack_id));
+		st->nrows++;
+	}
+	struct block_row *r = &st->rows[i];
+	r->calls += v->calls;
+	r->total_ns += v->total_ns;
+	if (v->max_ns > r->max_ns)
+		r->max_ns = v->max_ns;
+	return 0;
+}
+
+static int by_total(const void *a, const void *b)
+{
+	const struct block_row *x = a, *y = b;
+
+	return (x->total_ns < y->total_ns) - (x->total_ns > y->total_ns);
+}
+
+static void print_blocking(struct state *st)
+{
+	char nb[32];
+
+	st->nrows = 0;
+	if (lw_bpf_blocking_read(st->bpf, on_block, st) < 0 || st->nrows == 0)
+		return;
+	qsort(st->rows, st->nrows, sizeof(st->rows[0]), by_total);
+	fprintf(st->out,
+		"\ncalls that can block, on the loop threads (counted even "
+		"when fast):\n");
+	for (size_t i = 0; i < st->nrows; i++) {
+		struct block_row *r = &st->rows[i];
+		const char *kind = lw_kev_fd_kind_name(r->fd_kind);
+		char call[96];
+		snprintf(call, sizeof(call), "%s%s%s%s",
+			 sysname(r->nr, nb, sizeof(nb)), kind[0] ? " (" : "",
+			 kind, kind[0] ? ")" : "");
+		fprintf(st->out,
+			"  %-24s %-28s x%-6" PRIu64
+			" total %.3f ms, max %.3f ms, at %s\n",
+			r->where, call, r->calls, ms(r->total_ns),
+			ms(r->max_ns),
+			r->at[0] ? r->at
+				 : "libc (the stack is cut there: no frame "
+				   "pointers)");
+	}
+}
+
+/* ---- setup and the summary ---- */
 
 /* Watch the loop threads that the rings name by now. */
 static void watch_new_threads(struct state *st)
@@ -552,14 +711,22 @@ static void watch_new_threads(struct state *st)
 
 	for (size_t i = 0; i < st->nloops; i++) {
 		struct loop *l = &st->loops[i];
-		if (l->tid != 0)
+		if (l->tid != 0 || l->ring == NULL)
 			continue;
 		pid_t tid = lw_rr_tid(l->ring);
 		if (tid <= 0)
 			continue;
 		l->tid = (uint32_t)tid;
-		if (st->bpf && lw_bpf_watch(st->bpf, l->tid, LW_BPF_WAIT_EPOLL,
-					    why, sizeof(why)) < 0)
+		l->flags = LW_BPF_WAIT_EPOLL;
+		/* Where the target maps the ring: the kernel reads the
+		 * running callback's site there at each blocking call. */
+		uint64_t base = 0, site_addr = 0;
+		if (lw_proc_map_of_inode(st->o->pid, lw_rr_inode(l->ring),
+					 &base) == 0)
+			site_addr = base +
+				    offsetof(struct lw_ring_header, cur_site);
+		if (st->bpf && lw_bpf_watch(st->bpf, l->tid, l->flags,
+					    site_addr, why, sizeof(why)) < 0)
 			fprintf(stderr,
 				"loopwatch: cannot watch thread %d: %s\n",
 				(int)tid, why);
@@ -568,6 +735,8 @@ static void watch_new_threads(struct state *st)
 
 static void print_summary(struct state *st)
 {
+	char nb[32];
+
 	fprintf(st->out, "\nsummary: %zu slow site%s\n", st->nsites,
 		st->nsites == 1 ? "" : "s");
 	for (size_t i = 0; i < st->nsites; i++) {
@@ -576,41 +745,59 @@ static void print_summary(struct state *st)
 			"  %-24s %6" PRIu64 " slow, total %.1f ms, max %.1f "
 			"ms",
 			s->name, s->count, ms(s->total_ns), ms(s->max_ns));
+		const char *sep = "; in ";
 		for (size_t k = 0; k < s->nsys; k++) {
-			const char *n = lw_attach_syscall_name(s->sys[k].nr);
-			char nb[32];
-			if (n == NULL) {
-				snprintf(nb, sizeof(nb), "syscall %" PRIu32,
-					 s->sys[k].nr);
-				n = nb;
-			}
-			fprintf(st->out, "%s%s x%" PRIu64 " %.1f ms",
-				k == 0 ? "; in " : ", ", n, s->sys[k].count,
-				ms(s->sys[k].total_ns));
+			fprintf(st->out, "%s%s x%" PRIu64 " %.1f ms", sep,
+				sysname(s->sys[k].nr, nb, sizeof(nb)),
+				s->sys[k].count, ms(s->sys[k].total_ns));
+			sep = ", ";
 		}
+		sep = s->nsys ? ", " : "; ";
+		if (s->offcpu_ns > 0) {
+			fprintf(st->out, "%soff CPU outside syscalls %.1f ms",
+				sep, ms(s->offcpu_ns));
+			sep = ", ";
+		}
+		if (s->samples > 0)
+			fprintf(st->out, "%son CPU %" PRIu64 " stack sample%s",
+				sep, s->samples, s->samples == 1 ? "" : "s");
 		fputc('\n', st->out);
 	}
 	if (st->outside > 0)
 		fprintf(st->out,
-			"  %" PRIu64 " slow syscall%s outside callbacks\n",
+			"  %" PRIu64 " slow event%s outside callbacks\n",
 			st->outside, st->outside == 1 ? "" : "s");
-	if (st->bpf) {
-		struct lw_bpf_stats bs;
-		if (lw_bpf_stats_read(st->bpf, &bs) == 0 && bs.lost > 0)
+	if (st->bpf == NULL)
+		return;
+	print_blocking(st);
+
+	struct lw_bpf_stats bs;
+	if (lw_bpf_stats_read(st->bpf, &bs) == 0) {
+		if (bs.lost > 0)
 			fprintf(st->out,
-				"  %" PRIu64 " kernel events lost (ring buffer "
+				"loopwatch: %" PRIu64
+				" kernel events lost (the ring buffer was "
 				"full)\n",
 				(uint64_t)bs.lost);
-		if (lw_join_dropped(st->join) > 0)
+		if (bs.block_dropped > 0)
 			fprintf(st->out,
-				"  %" PRIu64
-				" events dropped unmatched (buffer "
+				"loopwatch: %" PRIu64
+				" blocking calls not counted (the table was "
 				"full)\n",
-				lw_join_dropped(st->join));
+				(uint64_t)bs.block_dropped);
 	}
+	if (lw_join_dropped(st->join) > 0)
+		fprintf(st->out,
+			"loopwatch: %" PRIu64
+			" kernel events dropped unmatched (the join buffer "
+			"was full)\n",
+			lw_join_dropped(st->join));
+	if (lw_bpf_bad_records(st->bpf) > 0)
+		fprintf(st->out,
+			"loopwatch: %lu kernel records of an unknown kind or "
+			"size skipped\n",
+			lw_bpf_bad_records(st->bpf));
 }
-
-/* ---- setup ---- */
 
 /* Load and attach the probes; NULL (after one line on stderr) if the
  * kernel will not have them: the rings alone still tell a lot. */
@@ -622,12 +809,6 @@ static struct lw_bpf *open_probes(struct state *st)
 
 	if (lw_bpf_open(&b, &bo, why, sizeof(why)) < 0)
 		goto fail;
-	if (st->o->tid > 0 &&
-	    lw_bpf_watch(b, (uint32_t)st->o->tid, LW_BPF_WAIT_EPOLL, why,
-			 sizeof(why)) < 0) {
-		lw_bpf_free(b);
-		goto fail;
-	}
 	if (lw_bpf_attach(b, why, sizeof(why)) < 0) {
 		lw_bpf_free(b);
 		goto fail;
@@ -639,6 +820,84 @@ fail:
 		"the rings alone\n",
 		why);
 	return NULL;
+}
+
+/* Watch a loop thread that has no ring: its iterations stand for the
+ * callbacks.  wait says which syscalls are its wait. */
+static void add_thread(struct state *st, pid_t tid, uint32_t wait,
+		       const char *how)
+{
+	char path[64], why[256];
+	struct loop *l;
+
+	if (loop_of(st, (uint32_t)tid) != NULL)
+		return; /* a ring names it already */
+	l = add_loop(st);
+	l->tid = (uint32_t)tid;
+	l->flags = wait | LW_BPF_SPANS;
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/comm", (int)st->o->pid,
+		 (int)tid);
+	FILE *f = fopen(path, "r");
+	if (f != NULL) {
+		if (fgets(l->comm, sizeof(l->comm), f) != NULL)
+			l->comm[strcspn(l->comm, "\n")] = '\0';
+		fclose(f);
+	}
+	fprintf(st->out, "loop thread %d (%s): no ring, %s\n", (int)tid,
+		l->comm[0] ? l->comm : "?", how);
+	if (st->bpf &&
+	    lw_bpf_watch(st->bpf, l->tid, l->flags, 0, why, sizeof(why)) < 0)
+		fprintf(stderr, "loopwatch: cannot watch thread %d: %s\n",
+			(int)tid, why);
+}
+
+/* The name of the syscalls a wait flag stands for. */
+static const char *wait_name(uint32_t flags)
+{
+	if (flags & LW_BPF_WAIT_EPOLL)
+		return "epoll_wait";
+	if (flags & LW_BPF_WAIT_POLL)
+		return "poll";
+	if (flags & LW_BPF_WAIT_SELECT)
+		return "select";
+	if (flags & LW_BPF_WAIT_IO_URING)
+		return "io_uring_enter";
+	return "?";
+}
+
+/* The loop threads of a process without rings: --tid, or those seen in
+ * an event wait.  Returns how many were added. */
+static size_t find_threads(struct state *st)
+{
+	lw_loop_thread_t found[MAX_DETECTED];
+	char why[256], how[128];
+	size_t before = st->nloops;
+	int n = lw_threads_detect(st->o->pid, 10, 10, found, MAX_DETECTED, why,
+				  sizeof(why));
+
+	if (n < 0) {
+		fprintf(stderr,
+			"loopwatch: cannot detect the loop threads: %s\n", why);
+		n = 0;
+	}
+	if (st->o->tid > 0) {
+		uint32_t wait = LW_BPF_WAIT_EPOLL;
+		for (int i = 0; i < n; i++)
+			if (found[i].tid == st->o->tid)
+				wait = found[i].wait_flags;
+		snprintf(how, sizeof(how),
+			 "named by --tid, its wait taken to "
+			 "be %s",
+			 wait_name(wait));
+		add_thread(st, st->o->tid, wait, how);
+		return st->nloops - before;
+	}
+	for (int i = 0; i < n; i++) {
+		snprintf(how, sizeof(how), "found waiting in %s",
+			 wait_name(found[i].wait_flags));
+		add_thread(st, found[i].tid, found[i].wait_flags, how);
+	}
+	return st->nloops - before;
 }
 
 static int cannot_attach(pid_t pid, int err, const char *why)
@@ -669,64 +928,69 @@ int lw_attach_run(const struct lw_attach_opts *o)
 		free(st);
 		return cannot_attach(o->pid, r, why);
 	}
-	if (st->p->nrings == 0 && o->tid <= 0) {
+	st->bpf = open_probes(st);
+	if (st->p->nrings == 0 && st->bpf == NULL) {
 		fprintf(stderr,
 			"loopwatch: cannot attach to PID %d: no loopwatch "
-			"rings "
-			"(%s)\n"
-			"loopwatch: hint: name the loop thread with --tid TID "
-			"to watch its syscalls without rings\n",
+			"rings (%s) and no kernel probes: nothing to watch\n",
 			(int)o->pid,
 			st->p->nskipped ? st->p->skipped_why : "none found");
 		lw_rr_detach(st->p);
 		free(st);
 		return EXIT_USAGE;
 	}
-
-	st->bpf = open_probes(st);
-	if (st->p->nrings == 0 && st->bpf == NULL) {
-		fprintf(stderr,
-			"loopwatch: cannot attach to PID %d: no loopwatch "
-			"rings "
-			"and no kernel probes: nothing to watch\n",
-			(int)o->pid);
-		lw_rr_detach(st->p);
-		free(st);
-		return EXIT_USAGE;
+	for (size_t i = 0; i < st->p->nrings; i++) {
+		struct loop *l = add_loop(st);
+		l->ring = st->p->rings[i];
+		lw_rr_cursor_init(l->ring, &l->cur, 0);
 	}
-	if (lw_sym_open(o->pid, &st->sym, why, sizeof(why)) < 0) {
+	if (lw_sym_open(o->pid, &st->ks.sym, why, sizeof(why)) < 0) {
 		fprintf(stderr,
 			"loopwatch: cannot read the symbols of PID %d: %s; "
 			"stacks will be addresses\n",
 			(int)o->pid, why);
-		st->sym = NULL;
+		st->ks.sym = NULL;
 	}
 	st->join = lw_join_new(JOIN_CAP);
 	if (st->join == NULL) {
 		fprintf(stderr, "loopwatch: cannot allocate memory\n");
 		exit(EXIT_USAGE);
 	}
-	st->nloops = st->p->nrings;
-	st->loops = xcalloc(st->nloops ? st->nloops : 1, sizeof(*st->loops));
-	for (size_t i = 0; i < st->nloops; i++) {
-		st->loops[i].ring = st->p->rings[i];
-		lw_rr_cursor_init(st->loops[i].ring, &st->loops[i].cur, 0);
+
+	char comm[64] = "?";
+	lw_proc_comm(o->pid, comm, sizeof(comm));
+	fprintf(st->out,
+		"attached to PID %d (%s): %zu loop%s with rings, kernel probes "
+		"%s, slow from %.1f ms\n",
+		(int)o->pid, comm, st->p->nrings, st->p->nrings == 1 ? "" : "s",
+		st->bpf ? "on" : "off", ms(o->min_ns));
+	if ((st->p->nrings == 0 || o->tid > 0) && find_threads(st) == 0) {
+		fprintf(stderr,
+			"loopwatch: cannot attach to PID %d: no loopwatch "
+			"rings (%s), and no thread of it waits in epoll, poll "
+			"or select\n"
+			"loopwatch: hint: name the loop thread with --tid "
+			"TID\n",
+			(int)o->pid,
+			st->p->nskipped ? st->p->skipped_why : "none found");
+		rc = EXIT_USAGE;
+		goto out;
 	}
 	watch_new_threads(st);
+	if (st->bpf) {
+		const char *swhy;
+		if (lw_bpf_sampling(st->bpf, &swhy) == 0 && swhy[0])
+			fprintf(stderr,
+				"loopwatch: no stack samples of CPU-bound "
+				"stalls: %s\n",
+				swhy);
+	}
+	fflush(st->out);
 
 	struct sigaction sa = { .sa_handler = on_signal }, old_int, old_term;
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, &old_int);
 	sigaction(SIGTERM, &sa, &old_term);
-
-	char comm[64] = "?";
-	lw_proc_comm(o->pid, comm, sizeof(comm));
-	fprintf(st->out,
-		"attached to PID %d (%s): %zu loop%s, kernel probes %s, "
-		"slow from %.1f ms\n",
-		(int)o->pid, comm, st->nloops, st->nloops == 1 ? "" : "s",
-		st->bpf ? "on" : "off", ms(o->min_ns));
-	fflush(st->out);
 
 	uint64_t t0 = now_ns(), next_alive = t0;
 	int exited = 0;
@@ -770,13 +1034,14 @@ int lw_attach_run(const struct lw_attach_opts *o)
 		fprintf(st->out, "loopwatch: process %d exited\n", (int)o->pid);
 	print_summary(st);
 	fflush(st->out);
-
 	sigaction(SIGINT, &old_int, NULL);
 	sigaction(SIGTERM, &old_term, NULL);
+out:
 	free(st->sites);
+	free(st->rows);
 	free(st->loops);
 	lw_join_free(st->join);
-	lw_sym_close(st->sym);
+	lw_sym_close(st->ks.sym);
 	lw_bpf_free(st->bpf);
 	lw_rr_detach(st->p);
 	free(st);

@@ -1,6 +1,6 @@
 /*
  * bpf_load.c - open, load, attach and read the kernel probes of
- * bpf/syscalls.bpf.c through its libbpf skeleton (see bpf_load.h).
+ * bpf/watch.bpf.c through its libbpf skeleton (see bpf_load.h).
  *
  * The shape is libbpf-tools': open, set tunables, load, fill maps, attach,
  * poll, and one cleanup path that frees whatever exists.  libbpf's own
@@ -16,13 +16,28 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <linux/perf_event.h>
+#include <sys/syscall.h>
+
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
-#include "syscalls.skel.h"
+#include "watch.skel.h"
+
+/* A watched thread and its stack sampler (NULL until attached, or when
+ * the perf event could not be opened). */
+struct watched {
+	__u32 tid;
+	struct bpf_link *sampler;
+};
 
 struct lw_bpf {
-	struct syscalls_bpf *skel;
+	struct watch_bpf *skel;
+	bool attached;
+	__u64 sample_ns; /* 0: no sampling */
+	struct watched *watched;
+	size_t nwatched, watched_cap;
+	char sample_why[200]; /* the last sampler failure */
 	struct ring_buffer *rb;
 	/* The callback of the poll in progress; the ring buffer's sample
 	 * function is fixed at creation and forwards to it. */
@@ -91,20 +106,38 @@ static int print_fn(enum libbpf_print_level level, const char *fmt, va_list ap)
 	return vfprintf(stderr, fmt, ap);
 }
 
+/* The size of a record of this kind, 0 for an unknown kind. */
+static size_t kind_size(__u32 kind)
+{
+	switch (kind) {
+	case LW_BPF_EV_SYSCALL:
+		return sizeof(struct lw_bpf_syscall_event);
+	case LW_BPF_EV_OFFCPU:
+		return sizeof(struct lw_bpf_offcpu_event);
+	case LW_BPF_EV_SPAN:
+		return sizeof(struct lw_bpf_span_event);
+	case LW_BPF_EV_SAMPLE:
+		return sizeof(struct lw_bpf_sample_event);
+	}
+	return 0;
+}
+
 static int on_sample(void *ctx, void *data, size_t size)
 {
 	struct lw_bpf *b = ctx;
-	const struct lw_bpf_syscall_event *ev = data;
+	const struct lw_bpf_event_head *ev = data;
+	size_t want;
 	int r;
 
-	if (size < sizeof(*ev) || ev->kind != LW_BPF_EV_SYSCALL) {
+	if (size < sizeof(*ev) || (want = kind_size(ev->kind)) == 0 ||
+	    size < want) {
 		b->bad++;
 		return 0;
 	}
 	if (!b->fn)
 		return 0;
 	b->handled++;
-	r = b->fn(b->fn_ctx, ev);
+	r = b->fn(b->fn_ctx, ev, size);
 	if (r) {
 		b->fn_ret = r;
 		/* libbpf stops consuming on a negative return. */
@@ -129,6 +162,8 @@ int lw_bpf_open(struct lw_bpf **out, const struct lw_bpf_opts *opts, char *why,
 		o.max_threads = 1024;
 	if (!o.ringbuf_bytes)
 		o.ringbuf_bytes = 256 * 1024;
+	if (!o.sample_ns)
+		o.sample_ns = 4000000;
 
 	if (access("/sys/kernel/btf/vmlinux", R_OK) != 0) {
 		err = errno;
@@ -145,6 +180,7 @@ int lw_bpf_open(struct lw_bpf **out, const struct lw_bpf_opts *opts, char *why,
 		set_why(why, whylen, "out of memory");
 		return -ENOMEM;
 	}
+	b->sample_ns = o.no_sampling ? 0 : o.sample_ns;
 	b->ncpus = libbpf_num_possible_cpus();
 	if (b->ncpus <= 0) {
 		err = b->ncpus ? -b->ncpus : EINVAL;
@@ -153,7 +189,7 @@ int lw_bpf_open(struct lw_bpf **out, const struct lw_bpf_opts *opts, char *why,
 		goto cleanup;
 	}
 
-	b->skel = syscalls_bpf__open();
+	b->skel = watch_bpf__open();
 	if (!b->skel) {
 		err = errno ? errno : EINVAL;
 		set_why(why, whylen, "cannot open the BPF object: %s (%s)",
@@ -173,10 +209,14 @@ int lw_bpf_open(struct lw_bpf **out, const struct lw_bpf_opts *opts, char *why,
 	 * only the tp_btf programs, and nothing attaches the twins. */
 	bpf_program__set_autoload(b->skel->progs.lw_test_enter, o.test_entries);
 	bpf_program__set_autoload(b->skel->progs.lw_test_exit, o.test_entries);
+	bpf_program__set_autoload(b->skel->progs.lw_test_switch,
+				  o.test_entries);
 	bpf_program__set_autoattach(b->skel->progs.lw_test_enter, false);
 	bpf_program__set_autoattach(b->skel->progs.lw_test_exit, false);
+	bpf_program__set_autoattach(b->skel->progs.lw_test_switch, false);
+	bpf_program__set_autoload(b->skel->progs.lw_sample, b->sample_ns != 0);
 
-	err = -syscalls_bpf__load(b->skel);
+	err = -watch_bpf__load(b->skel);
 	if (err) {
 		set_why(why, whylen, "cannot load the BPF programs: %s (%s)",
 			strerror(err), hint(err));
@@ -204,13 +244,78 @@ static __u32 slot(__u32 tid)
 	return tid & (LW_BPF_FILTER_SIZE - 1);
 }
 
-int lw_bpf_watch(struct lw_bpf *b, __u32 tid, __u32 flags, char *why,
-		 size_t whylen)
+static struct watched *find_watched(struct lw_bpf *b, __u32 tid)
 {
-	struct lw_bpf_thread t = { .flags = flags }, old;
+	for (size_t i = 0; i < b->nwatched; i++)
+		if (b->watched[i].tid == tid)
+			return &b->watched[i];
+	return NULL;
+}
+
+/* Open a task-clock perf event on thread w->tid that runs lw_sample every
+ * sample_ns of its CPU time.  A failure is remembered, not fatal: the
+ * thread is still watched, without samples. */
+static void open_sampler(struct lw_bpf *b, struct watched *w)
+{
+	struct perf_event_attr a;
+	int pfd, err;
+
+	if (!b->sample_ns || w->sampler)
+		return;
+	memset(&a, 0, sizeof(a));
+	a.type = PERF_TYPE_SOFTWARE;
+	a.size = sizeof(a);
+	a.config = PERF_COUNT_SW_TASK_CLOCK;
+	a.sample_period = b->sample_ns;
+	pfd = (int)syscall(SYS_perf_event_open, &a, (pid_t)w->tid, -1, -1,
+			   PERF_FLAG_FD_CLOEXEC);
+	if (pfd < 0) {
+		err = errno;
+		set_why(b->sample_why, sizeof(b->sample_why),
+			"cannot open a perf event on thread %u: %s%s", w->tid,
+			strerror(err),
+			err == EACCES || err == EPERM
+				? " (needs CAP_PERFMON or a lower "
+				  "kernel.perf_event_paranoid)"
+				: "");
+		return;
+	}
+	w->sampler =
+		bpf_program__attach_perf_event(b->skel->progs.lw_sample, pfd);
+	if (!w->sampler) {
+		err = errno;
+		close(pfd);
+		set_why(b->sample_why, sizeof(b->sample_why),
+			"cannot attach the sampler to thread %u: %s", w->tid,
+			strerror(err));
+	}
+	/* From here the link owns pfd and closes it when destroyed. */
+}
+
+int lw_bpf_watch(struct lw_bpf *b, __u32 tid, __u32 flags, __u64 cur_site_addr,
+		 char *why, size_t whylen)
+{
+	struct lw_bpf_thread t, old;
 	int fd = bpf_map__fd(b->skel->maps.threads);
 	bool known = bpf_map_lookup_elem(fd, &tid, &old) == 0;
+	struct watched *w;
 
+	memset(&t, 0, sizeof(t));
+	t.flags = flags;
+	t.cur_site_addr = cur_site_addr;
+	w = find_watched(b, tid);
+	if (!w && b->nwatched == b->watched_cap) {
+		size_t cap = b->watched_cap ? 2 * b->watched_cap : 8;
+		struct watched *n = realloc(b->watched, cap * sizeof(*n));
+
+		if (!n) {
+			set_why(why, whylen, "cannot watch thread %u: %s", tid,
+				strerror(ENOMEM));
+			return -ENOMEM;
+		}
+		b->watched = n;
+		b->watched_cap = cap;
+	}
 	if (bpf_map_update_elem(fd, &tid, &t, BPF_ANY) != 0) {
 		int err = errno;
 
@@ -221,16 +326,29 @@ int lw_bpf_watch(struct lw_bpf *b, __u32 tid, __u32 flags, char *why,
 				     : "");
 		return -err;
 	}
+	if (!w) {
+		w = &b->watched[b->nwatched++];
+		w->tid = tid;
+		w->sampler = NULL;
+	}
 	/* After the entry exists: the programs only start looking once the
 	 * filter lets them. */
 	if (!known && b->filter_refs[slot(tid)]++ == 0)
 		__atomic_store_n(&b->skel->bss->watch_filter[slot(tid)], 1,
 				 __ATOMIC_RELAXED);
+	if (b->attached)
+		open_sampler(b, w);
 	return 0;
 }
 
 int lw_bpf_unwatch(struct lw_bpf *b, __u32 tid)
 {
+	struct watched *w = find_watched(b, tid);
+
+	if (w) {
+		bpf_link__destroy(w->sampler);
+		*w = b->watched[--b->nwatched];
+	}
 	if (bpf_map_delete_elem(bpf_map__fd(b->skel->maps.threads), &tid))
 		return -errno;
 	if (b->filter_refs[slot(tid)] && --b->filter_refs[slot(tid)] == 0)
@@ -239,47 +357,60 @@ int lw_bpf_unwatch(struct lw_bpf *b, __u32 tid)
 	return 0;
 }
 
+/* Attach one production program unless it is attached already. */
+static int attach_one(struct bpf_program *p, struct bpf_link **link)
+{
+	if (*link)
+		return 0;
+	*link = bpf_program__attach(p);
+	return *link ? 0 : -errno;
+}
+
 int lw_bpf_attach(struct lw_bpf *b, char *why, size_t whylen)
 {
-	struct syscalls_bpf *s = b->skel;
+	struct watch_bpf *s = b->skel;
+	const char *what;
 	int err;
 
-	/* Explicitly the two production programs, so that a test handle's
+	/* Explicitly the production programs, so that a test handle's
 	 * raw_tp twins can never be attached by accident. */
-	if (!s->links.lw_sys_enter) {
-		s->links.lw_sys_enter =
-			bpf_program__attach(s->progs.lw_sys_enter);
-		if (!s->links.lw_sys_enter) {
-			err = errno;
-			goto fail;
-		}
+	what = "the raw syscall tracepoints";
+	err = attach_one(s->progs.lw_sys_enter, &s->links.lw_sys_enter);
+	if (!err)
+		err = attach_one(s->progs.lw_sys_exit, &s->links.lw_sys_exit);
+	if (!err) {
+		what = "sched_switch";
+		err = attach_one(s->progs.lw_switch, &s->links.lw_switch);
 	}
-	if (!s->links.lw_sys_exit) {
-		s->links.lw_sys_exit =
-			bpf_program__attach(s->progs.lw_sys_exit);
-		if (!s->links.lw_sys_exit) {
-			err = errno;
-			goto fail;
-		}
-	}
+	if (err)
+		goto fail;
+	b->attached = true;
+	for (size_t i = 0; i < b->nwatched; i++)
+		open_sampler(b, &b->watched[i]);
 	return 0;
 
 fail:
 	lw_bpf_detach(b);
-	set_why(why, whylen,
-		"cannot attach to the raw syscall tracepoints: %s (%s)",
-		strerror(err), hint(err));
-	return -err;
+	set_why(why, whylen, "cannot attach to %s: %s (%s)", what,
+		strerror(-err), hint(-err));
+	return err;
 }
 
 void lw_bpf_detach(struct lw_bpf *b)
 {
-	struct syscalls_bpf *s = b->skel;
+	struct watch_bpf *s = b->skel;
 
+	for (size_t i = 0; i < b->nwatched; i++) {
+		bpf_link__destroy(b->watched[i].sampler);
+		b->watched[i].sampler = NULL;
+	}
 	bpf_link__destroy(s->links.lw_sys_enter);
 	s->links.lw_sys_enter = NULL;
 	bpf_link__destroy(s->links.lw_sys_exit);
 	s->links.lw_sys_exit = NULL;
+	bpf_link__destroy(s->links.lw_switch);
+	s->links.lw_switch = NULL;
+	b->attached = false;
 }
 
 int lw_bpf_poll(struct lw_bpf *b, int timeout_ms, lw_bpf_event_fn fn, void *ctx)
@@ -291,6 +422,9 @@ int lw_bpf_poll(struct lw_bpf *b, int timeout_ms, lw_bpf_event_fn fn, void *ctx)
 	b->fn_ret = 0;
 	b->handled = 0;
 	r = ring_buffer__poll(b->rb, timeout_ms);
+	/* Samples are sent without a wake-up: take what the wait did not. */
+	if (r >= 0 && !b->fn_ret)
+		r = ring_buffer__consume(b->rb);
 	b->fn = NULL;
 	b->fn_ctx = NULL;
 	if (b->fn_ret)
@@ -339,12 +473,74 @@ int lw_bpf_sysstat_read(struct lw_bpf *b, __u32 nr, struct lw_bpf_sysstat *out)
 			  sizeof(*out) / sizeof(__u64));
 }
 
+int lw_bpf_thread_read(struct lw_bpf *b, __u32 tid, struct lw_bpf_thread *out)
+{
+	if (bpf_map_lookup_elem(bpf_map__fd(b->skel->maps.threads), &tid,
+				out) != 0)
+		return -errno;
+	return 0;
+}
+
+int lw_bpf_blocking_read(struct lw_bpf *b, lw_bpf_block_fn fn, void *ctx)
+{
+	int fd = bpf_map__fd(b->skel->maps.blocking);
+	struct lw_bpf_block_key k, next;
+	struct lw_bpf_block_val v;
+	int n = 0, r;
+	void *prev = NULL;
+
+	/* The kernel adds keys while we walk; a key added behind the walk
+	 * is read next time.  Keys are never deleted, so the walk ends. */
+	while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+		k = next;
+		prev = &k;
+		if (bpf_map_lookup_elem(fd, &k, &v) != 0)
+			continue;
+		n++;
+		r = fn(ctx, &k, &v);
+		if (r)
+			return r < 0 ? r : n;
+	}
+	return n;
+}
+
+int lw_bpf_stack(struct lw_bpf *b, __s32 id, __u64 *out, size_t max)
+{
+	__u64 frames[LW_BPF_STACK_DEPTH];
+	__u32 key = (__u32)id;
+	size_t n;
+
+	if (id < 0)
+		return -ENOENT;
+	if (bpf_map_lookup_elem(bpf_map__fd(b->skel->maps.stacks), &key,
+				frames) != 0)
+		return -errno;
+	/* The stack map zero-fills past the last frame. */
+	for (n = 0; n < LW_BPF_STACK_DEPTH && frames[n]; n++)
+		;
+	if (n > max)
+		n = max;
+	memcpy(out, frames, n * sizeof(*out));
+	return (int)n;
+}
+
+int lw_bpf_sampling(const struct lw_bpf *b, const char **why)
+{
+	int n = 0;
+
+	for (size_t i = 0; i < b->nwatched; i++)
+		n += b->watched[i].sampler != NULL;
+	if (why)
+		*why = b->sample_why;
+	return n;
+}
+
 unsigned long lw_bpf_bad_records(const struct lw_bpf *b)
 {
 	return b->bad;
 }
 
-struct syscalls_bpf *lw_bpf_skel(struct lw_bpf *b)
+struct watch_bpf *lw_bpf_skel(struct lw_bpf *b)
 {
 	return b->skel;
 }
@@ -354,7 +550,10 @@ void lw_bpf_free(struct lw_bpf *b)
 	if (!b)
 		return;
 	ring_buffer__free(b->rb);
+	if (b->skel)
+		lw_bpf_detach(b);
 	/* Destroys the links first, then the programs and maps. */
-	syscalls_bpf__destroy(b->skel);
+	watch_bpf__destroy(b->skel);
+	free(b->watched);
 	free(b);
 }

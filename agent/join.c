@@ -62,7 +62,7 @@ static size_t move_out(lw_join_t *j, uint32_t tid, lw_join_event_t *out,
 
 	for (size_t i = 0; i < j->n; i++) {
 		lw_join_event_t *e = &j->ev[i];
-		if (moved < max && e->ev.tid == tid && take(e, arg))
+		if (moved < max && e->h.tid == tid && take(e, arg))
 			out[moved++] = *e;
 		else
 			j->ev[kept++] = *e;
@@ -84,8 +84,8 @@ struct span {
 static int inside(const lw_join_event_t *e, void *arg)
 {
 	const struct span *s = arg;
-	return e->ev.start_ns >= s->start &&
-	       end_of(e->ev.start_ns, e->ev.duration_ns) <= s->end;
+	return e->h.start_ns >= s->start &&
+	       end_of(e->h.start_ns, e->h.duration_ns) <= s->end;
 }
 
 size_t lw_join_take(lw_join_t *j, uint32_t tid, uint64_t start_ns,
@@ -102,11 +102,11 @@ struct expiry {
 static int expired(const lw_join_event_t *e, void *arg)
 {
 	const struct expiry *x = arg;
-	uint64_t end = end_of(e->ev.start_ns, e->ev.duration_ns);
+	uint64_t end = end_of(e->h.start_ns, e->h.duration_ns);
 
 	/* The running callback started before the event: its record, still
 	 * to come, may claim it. */
-	if (x->running_since != 0 && x->running_since <= e->ev.start_ns)
+	if (x->running_since != 0 && x->running_since <= e->h.start_ns)
 		return 0;
 	return x->now >= end && x->now - end >= x->grace;
 }

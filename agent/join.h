@@ -1,7 +1,8 @@
 /*
- * join.h - match the kernel's slow-syscall events with the callbacks of the
- * ring: a syscall on a loop thread belongs to the callback of that loop
- * whose [start, start + duration] contains the syscall's.
+ * join.h - match the kernel's events with the callbacks of the ring (or
+ * the busy spans of a loop without one): a syscall, an off-CPU time or a
+ * sample on a loop thread belongs to the callback of that loop whose
+ * [start, start + duration] contains it.
  *
  * A callback's record is written when the callback ends, after its
  * syscalls were reported, so events wait here until a record claims them
@@ -18,11 +19,18 @@
 /* By path: only the BPF users are built with -Ibpf. */
 #include "../bpf/loopwatch_bpf.h"
 
-/* One syscall event with what the agent learnt about it on arrival. */
+/* One kernel event (a slow syscall, off-CPU time, a stack sample) with
+ * what the agent learnt about it on arrival.  The join reads only the
+ * head: tid, start_ns and duration_ns (0 for a sample). */
 typedef struct lw_join_event {
-	struct lw_bpf_syscall_event ev;
-	/* The fd's target (readlink of /proc/PID/fd/N when the event
-	 * arrived), "" if unknown. */
+	struct lw_bpf_event_head h;
+	union {
+		struct lw_bpf_syscall_event sys; /* h.kind LW_BPF_EV_SYSCALL */
+		struct lw_bpf_offcpu_event off; /* LW_BPF_EV_OFFCPU */
+		struct lw_bpf_sample_event smp; /* LW_BPF_EV_SAMPLE */
+	} u;
+	/* A syscall's fd target (readlink of /proc/PID/fd/N when the event
+	 * arrived), "" if unknown or none. */
 	char fd_path[256];
 	/* The symbolized stack, "  #0 ...\n" lines, malloc'd; owned by the
 	 * join while buffered and by the caller once taken or expired.  May

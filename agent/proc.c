@@ -194,3 +194,34 @@ int lw_proc_each_pid(lw_proc_pid_fn fn, void *arg)
 	closedir(d);
 	return ret;
 }
+
+int lw_proc_map_of_inode(pid_t pid, uint64_t ino, uint64_t *addr)
+{
+	char path[64], line[1024];
+	FILE *f;
+	int r = -ENOENT;
+
+	snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
+	f = fopen(path, "re");
+	if (f == NULL)
+		return -errno;
+	/* "start-end perms offset dev inode path"; a line longer than the
+	 * buffer (a long path) is read in pieces, of which only the first
+	 * parses. */
+	while (fgets(line, sizeof(line), f) != NULL) {
+		unsigned long long start, end, off, inode;
+		char perms[8];
+		unsigned dmaj, dmin;
+
+		if (sscanf(line, "%llx-%llx %7s %llx %x:%x %llu", &start, &end,
+			   perms, &off, &dmaj, &dmin, &inode) != 7)
+			continue;
+		if (inode == ino && off == 0) {
+			*addr = start;
+			r = 0;
+			break;
+		}
+	}
+	fclose(f);
+	return r;
+}

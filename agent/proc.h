@@ -31,6 +31,11 @@ int lw_proc_comm(pid_t pid, char *comm, size_t commlen);
 
 /* readlink(2) into a NUL-terminated buffer: the length, or a negative
  * errno (-ENAMETOOLONG if it did not fit). */
+/* The start address of pid's mapping of the file with inode number ino at
+ * file offset 0 (the first in /proc/PID/maps), in *addr; -ENOENT if it
+ * maps none, -errno if the maps cannot be read. */
+int lw_proc_map_of_inode(pid_t pid, uint64_t ino, uint64_t *addr);
+
 int lw_proc_readlink(const char *path, char *buf, size_t len);
 
 /* Call fn for every open fd of pid with the fd's number and its link

@@ -56,6 +56,7 @@ struct lw_rr_ring {
 	uint32_t capacity, mask, site_capacity, flags, clock;
 	pid_t pid;
 	uint64_t start_time, created_ns;
+	uint64_t inode; /* the memfd's, 0 for memory from lw_rr_open_mem */
 	char name[LW_RING_NAME_MAX + 1];
 };
 
@@ -291,6 +292,8 @@ int lw_rr_open_fd(int fd, lw_rr_ring_t **out, char *why, size_t whylen)
 	int r = open_map(map, size, 1, out, why, whylen);
 	if (r < 0)
 		munmap(map, size);
+	else
+		(*out)->inode = (uint64_t)st.st_ino;
 	return r;
 }
 
@@ -342,6 +345,11 @@ uint32_t lw_rr_clock(const lw_rr_ring_t *r)
 uint64_t lw_rr_created_ns(const lw_rr_ring_t *r)
 {
 	return r->created_ns;
+}
+
+uint64_t lw_rr_inode(const lw_rr_ring_t *r)
+{
+	return r->inode;
 }
 
 uint32_t lw_rr_site_capacity(const lw_rr_ring_t *r)

@@ -82,6 +82,9 @@ uint32_t lw_rr_flags(const lw_rr_ring_t *r); /* LW_RING_F_* */
 uint32_t lw_rr_clock(const lw_rr_ring_t *r); /* LW_RING_CLOCK_* */
 uint64_t lw_rr_created_ns(const lw_rr_ring_t *r);
 uint32_t lw_rr_site_capacity(const lw_rr_ring_t *r);
+/* The memfd's inode number (0 for memory from lw_rr_open_mem): where the
+ * target maps it can be found in its /proc/PID/maps. */
+uint64_t lw_rr_inode(const lw_rr_ring_t *r);
 
 /* All rings of a process.  lw_rr_attach scans /proc/PID/fd for links
  * "/memfd:loopwatch (deleted)", opens each through /proc/PID/fd/N

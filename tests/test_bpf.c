@@ -24,7 +24,7 @@
 #include <bpf/libbpf.h>
 
 #include "bpf_load.h"
-#include "syscalls.skel.h"
+#include "watch.skel.h"
 
 #define MS 1000000ull
 
@@ -70,7 +70,7 @@ static void test_run(struct bpf_program *prog, __u64 arg)
 /* A synthetic syscall nr of this thread that lasts at least hold_ms. */
 static void fake_syscall(struct lw_bpf *b, long nr, int hold_ms, long ret)
 {
-	struct syscalls_bpf *s = lw_bpf_skel(b);
+	struct watch_bpf *s = lw_bpf_skel(b);
 
 	test_run(s->progs.lw_test_enter, (__u64)nr);
 	if (hold_ms)
@@ -81,16 +81,23 @@ static void fake_syscall(struct lw_bpf *b, long nr, int hold_ms, long ret)
 /* Events collected by a poll. */
 #define MAX_EVENTS 64
 struct collected {
-	int n;
+	int n, other;
 	struct lw_bpf_syscall_event ev[MAX_EVENTS];
 };
 
-static int collect(void *ctx, const struct lw_bpf_syscall_event *ev)
+/* Collects the syscall events; the other kinds are counted apart. */
+static int collect(void *ctx, const struct lw_bpf_event_head *ev, size_t size)
 {
 	struct collected *c = ctx;
 
+	ASSERT(size >= sizeof(*ev));
+	if (ev->kind != LW_BPF_EV_SYSCALL) {
+		c->other++;
+		return 0;
+	}
+	ASSERT(size >= sizeof(struct lw_bpf_syscall_event));
 	if (c->n < MAX_EVENTS)
-		c->ev[c->n++] = *ev;
+		c->ev[c->n++] = *(const struct lw_bpf_syscall_event *)ev;
 	return 0;
 }
 
@@ -145,8 +152,8 @@ TEST(bpf_skeleton_loads_and_attaches)
 	b = open_or_skip(5 * MS, false);
 	/* Production handles do not load the test twins. */
 	ASSERT_LT(bpf_program__fd(lw_bpf_skel(b)->progs.lw_test_enter), 0);
-	ASSERT_OK(
-		lw_bpf_watch(b, my_tid(), LW_BPF_WAIT_EPOLL, why, sizeof(why)));
+	ASSERT_OK(lw_bpf_watch(b, my_tid(), LW_BPF_WAIT_EPOLL, 0, why,
+			       sizeof(why)));
 	ASSERT_OK(lw_bpf_attach(b, why, sizeof(why)));
 	ASSERT_OK(lw_bpf_attach(b, why, sizeof(why))); /* twice: harmless */
 
@@ -186,8 +193,8 @@ TEST(bpf_unwatched_thread_ignored)
 	volatile __u8 *filter = lw_bpf_skel(b)->bss->watch_filter;
 
 	/* Other tids are watched, not this one. */
-	ASSERT_OK(lw_bpf_watch(b, other, 0, why, sizeof(why)));
-	ASSERT_OK(lw_bpf_watch(b, same_slot, 0, why, sizeof(why)));
+	ASSERT_OK(lw_bpf_watch(b, other, 0, 0, why, sizeof(why)));
+	ASSERT_OK(lw_bpf_watch(b, same_slot, 0, 0, why, sizeof(why)));
 	ASSERT_NE(filter[me % LW_BPF_FILTER_SIZE], 0);
 	fake_syscall(b, SYS_write, 10, 1);
 	fake_syscall(b, SYS_read, 0, 1);
@@ -200,8 +207,8 @@ TEST(bpf_unwatched_thread_ignored)
 
 	/* The control: watched (twice: the same as once), the same slow
 	 * call is reported. */
-	ASSERT_OK(lw_bpf_watch(b, me, 0, why, sizeof(why)));
-	ASSERT_OK(lw_bpf_watch(b, me, 0, why, sizeof(why)));
+	ASSERT_OK(lw_bpf_watch(b, me, 0, 0, why, sizeof(why)));
+	ASSERT_OK(lw_bpf_watch(b, me, 0, 0, why, sizeof(why)));
 	fake_syscall(b, SYS_write, 10, 1);
 	ASSERT_EQ(drain(b, &c), 1);
 	ASSERT_EQ(c.ev[0].tid, me);
@@ -235,8 +242,8 @@ TEST(bpf_watched_slow_syscall_reported)
 	uint64_t t0, t1;
 	size_t i;
 
-	ASSERT_OK(
-		lw_bpf_watch(b, my_tid(), LW_BPF_WAIT_EPOLL, why, sizeof(why)));
+	ASSERT_OK(lw_bpf_watch(b, my_tid(), LW_BPF_WAIT_EPOLL, 0, why,
+			       sizeof(why)));
 
 	/* Below min_ns: counted, not reported. */
 	fake_syscall(b, SYS_read, 0, 3);
@@ -288,8 +295,8 @@ TEST(bpf_watched_slow_syscall_reported)
 
 	/* ... but only the wait the thread's flags name: for a poll() loop
 	 * an epoll_wait is an ordinary syscall, and poll is the wait. */
-	ASSERT_OK(
-		lw_bpf_watch(b, my_tid(), LW_BPF_WAIT_POLL, why, sizeof(why)));
+	ASSERT_OK(lw_bpf_watch(b, my_tid(), LW_BPF_WAIT_POLL, 0, why,
+			       sizeof(why)));
 	fake_syscall(b, SYS_epoll_wait, 10, 0);
 	fake_syscall(b, SYS_poll, 10, 0);
 	ASSERT_EQ(drain(b, &c), 1);
@@ -352,7 +359,7 @@ TEST(bpf_real_slow_syscall)
 	watched = start_sleeper(go[0], done[1], go2[0]);
 	other = start_sleeper(go[0], done[1], go2[0]);
 
-	ASSERT_OK(lw_bpf_watch(b, (__u32)watched, LW_BPF_WAIT_EPOLL, why,
+	ASSERT_OK(lw_bpf_watch(b, (__u32)watched, LW_BPF_WAIT_EPOLL, 0, why,
 			       sizeof(why)));
 	ASSERT_OK(lw_bpf_attach(b, why, sizeof(why)));
 	ASSERT_EQ(write(go[1], "gg", 2), 2);
@@ -479,7 +486,8 @@ TEST(bpf_no_program_left_after_sigkill)
 		__u32 len;
 
 		if (lw_bpf_open(&b, &o, why, sizeof(why)) < 0 ||
-		    lw_bpf_watch(b, (__u32)getpid(), 0, why, sizeof(why)) < 0 ||
+		    lw_bpf_watch(b, (__u32)getpid(), 0, 0, why, sizeof(why)) <
+			    0 ||
 		    lw_bpf_attach(b, why, sizeof(why)) < 0) {
 			fprintf(stderr, "child: %s\n", why);
 			_exit(1);
