@@ -944,7 +944,11 @@ int lw_attach_run(const struct lw_attach_opts *o)
 		l->ring = st->p->rings[i];
 		lw_rr_cursor_init(l->ring, &l->cur, 0);
 	}
-	if (lw_sym_open(o->pid, &st->ks.sym, why, sizeof(why)) < 0) {
+	/* The unwinder brings its symbolizer: one reading of the files. */
+	if (st->bpf != NULL &&
+	    lw_unwind_open(o->pid, &st->ks.uw, why, sizeof(why)) == 0) {
+		st->ks.sym = lw_unwind_sym(st->ks.uw);
+	} else if (lw_sym_open(o->pid, &st->ks.sym, why, sizeof(why)) < 0) {
 		fprintf(stderr,
 			"loopwatch: cannot read the symbols of PID %d: %s; "
 			"stacks will be addresses\n",
@@ -1041,7 +1045,10 @@ out:
 	free(st->rows);
 	free(st->loops);
 	lw_join_free(st->join);
-	lw_sym_close(st->ks.sym);
+	if (st->ks.uw != NULL)
+		lw_unwind_close(st->ks.uw); /* and its symbolizer */
+	else
+		lw_sym_close(st->ks.sym);
 	lw_bpf_free(st->bpf);
 	lw_rr_detach(st->p);
 	free(st);

@@ -8,7 +8,7 @@
  *   char why[256];
  *   if (lw_bpf_open(&b, &o, why, sizeof(why)) < 0)
  *           fprintf(stderr, "loopwatch: cannot load kernel probes: %s\n", why);
- *   lw_bpf_watch(b, tid, LW_BPF_WAIT_EPOLL, why, sizeof(why));
+ *   lw_bpf_watch(b, tid, LW_BPF_WAIT_EPOLL, 0, why, sizeof(why));
  *   lw_bpf_attach(b, why, sizeof(why));
  *   while (running)
  *           lw_bpf_poll(b, 100, on_event, ctx);
@@ -40,12 +40,14 @@ struct lw_bpf_opts {
 	/* Size of the watched-thread map; 0 means 1024. */
 	__u32 max_threads;
 	/* Size of the ring buffer in bytes, a power of two and a multiple of
-	 * the page size; 0 means 256 KiB. */
+	 * the page size; 0 means 1 MiB (a slow syscall or a sample with its
+	 * stack memory is about 9 KiB). */
 	__u32 ringbuf_bytes;
 	/* Sample the watched threads' user stacks every this many ns of
-	 * their CPU time (a task-clock perf event per thread); 0 means the
-	 * default, 4 ms.  Samples are sent only while a busy span runs past
-	 * min_ns (see struct lw_bpf_sample_event). */
+	 * CPU time (a cpu-clock perf event per CPU whose program keeps only
+	 * the watched threads); 0 means the default, 4 ms.  Samples are sent
+	 * only while a busy span runs past min_ns (see struct
+	 * lw_bpf_sample_event). */
 	__u64 sample_ns;
 	/* No sampling at all (no perf events). */
 	bool no_sampling;
@@ -70,16 +72,14 @@ int lw_bpf_open(struct lw_bpf **out, const struct lw_bpf_opts *opts, char *why,
 /* Watch thread tid (initial pid namespace) whose wait for events is the
  * LW_BPF_WAIT_* set in flags (with LW_BPF_SPANS, LW_BPF_SAMPLE_ALWAYS if
  * wanted); cur_site_addr as in struct lw_bpf_thread (0: no ring).  Watching a
- * thread again resets its state.  Once attached, the thread's stack sampler is
- * opened too; if that fails the thread is still watched, without samples (see
- * lw_bpf_sampling). */
+ * thread again resets its state. */
 int lw_bpf_watch(struct lw_bpf *b, __u32 tid, __u32 flags, __u64 cur_site_addr,
 		 char *why, size_t whylen);
 /* Stop watching tid; -ENOENT if it was not watched. */
 int lw_bpf_unwatch(struct lw_bpf *b, __u32 tid);
 
 /* Attach the tp_btf programs to the raw syscall tracepoints and to
- * sched_switch, and a stack sampler to each watched thread.  From now on
+ * sched_switch, and a stack sampler to each CPU.  From now on
  * every syscall and context switch on the machine runs them (the
  * unwatched path is one memory load).  Attaching twice is harmless. */
 int lw_bpf_attach(struct lw_bpf *b, char *why, size_t whylen);
@@ -113,8 +113,9 @@ int lw_bpf_blocking_read(struct lw_bpf *b, lw_bpf_block_fn fn, void *ctx);
  * an unknown id). */
 int lw_bpf_stack(struct lw_bpf *b, __s32 id, __u64 *out, size_t max);
 
-/* The number of watched threads that have a stack sampler, and when one
- * could not be opened, why (the last failure; "" if none). */
+/* The number of CPUs with a stack sampler (0 before attach or when
+ * sampling is off), and when one could not be opened, why (the last
+ * failure; "" if none). */
 int lw_bpf_sampling(const struct lw_bpf *b, const char **why);
 
 /* Records of the wrong size or kind that the reader skipped (0 unless the

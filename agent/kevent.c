@@ -251,7 +251,9 @@ void lw_kev_caller(lw_kev_sym_t *ks, const __u64 *stack, size_t n, char *buf,
 			return;
 		}
 		lookup(ks, (uint64_t)stack[i], i > 0, &f);
-		if (is_plumbing(f.module))
+		/* Plumbing, or not an address of any module: a frame
+		 * pointer walk that went astray. */
+		if (is_plumbing(f.module) || !(f.flags & LW_SYM_MODULE))
 			continue;
 		if (f.flags & LW_SYM_FUNC)
 			snprintf(buf, len, "%s", f.func);
@@ -262,11 +264,64 @@ void lw_kev_caller(lw_kev_sym_t *ks, const __u64 *stack, size_t n, char *buf,
 	}
 }
 
+/* Keep a snapshot for the next event of its thread. */
+static void keep_ustack(lw_kev_sym_t *ks, const struct lw_bpf_ustack_event *u)
+{
+	struct lw_kev_pending *p = NULL;
+
+	for (size_t i = 0; i < LW_KEV_PENDING; i++)
+		if (ks->pending[i].tid == u->tid)
+			p = &ks->pending[i];
+	if (p == NULL) {
+		p = &ks->pending[ks->next_slot];
+		ks->next_slot = (ks->next_slot + 1) % LW_KEV_PENDING;
+	}
+	p->valid = 1;
+	p->tid = u->tid;
+	p->start_ns = u->start_ns;
+	p->u = u->ustack;
+}
+
+/* Replace the frame-pointer stack of an event by the DWARF unwinding of
+ * its snapshot, when there is one and it goes at least as deep. */
+static void unwind(lw_kev_sym_t *ks, uint32_t tid, uint64_t start, __u64 *stack,
+		   __s32 *stack_bytes)
+{
+	uint64_t frames[LW_BPF_STACK_DEPTH];
+	struct lw_kev_pending *p = NULL;
+	int n;
+
+	for (size_t i = 0; i < LW_KEV_PENDING; i++)
+		if (ks->pending[i].valid && ks->pending[i].tid == tid &&
+		    ks->pending[i].start_ns == start)
+			p = &ks->pending[i];
+	if (p == NULL || ks->uw == NULL)
+		return;
+	p->valid = 0;
+	size_t bytes = p->u.bytes;
+	if (bytes > sizeof(p->u.data))
+		bytes = sizeof(p->u.data);
+	n = lw_unwind_stack(ks->uw, (pid_t)tid, &p->u.regs, p->u.data, bytes,
+			    frames, LW_BPF_STACK_DEPTH);
+	if (n <= 0 || (*stack_bytes > 0 && n < *stack_bytes / 8))
+		return;
+	for (int i = 0; i < n; i++)
+		stack[i] = frames[i];
+	*stack_bytes = n * 8;
+	ks->unwound++;
+}
+
 int lw_kev_from_raw(pid_t pid, lw_kev_sym_t *ks,
 		    const struct lw_bpf_event_head *ev, size_t size,
 		    lw_join_event_t *out)
 {
 	size_t want;
+
+	if (ev->kind == LW_BPF_EV_USTACK) {
+		if (size >= sizeof(struct lw_bpf_ustack_event))
+			keep_ustack(ks, (const struct lw_bpf_ustack_event *)ev);
+		return -EAGAIN;
+	}
 
 	memset(out, 0, sizeof(*out));
 	switch (ev->kind) {
@@ -305,6 +360,12 @@ int lw_kev_from_raw(pid_t pid, lw_kev_sym_t *ks,
 		if (is_path != wants_path)
 			out->fd_path[0] = '\0';
 	}
+	if (ev->kind == LW_BPF_EV_SYSCALL)
+		unwind(ks, ev->tid, ev->start_ns, out->u.sys.stack,
+		       &out->u.sys.stack_bytes);
+	else if (ev->kind == LW_BPF_EV_SAMPLE)
+		unwind(ks, ev->tid, ev->start_ns, out->u.smp.stack,
+		       &out->u.smp.stack_bytes);
 	switch (ev->kind) {
 	case LW_BPF_EV_SYSCALL:
 		out->stack = lw_kev_format_stack(ks, out->u.sys.stack,

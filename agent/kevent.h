@@ -14,6 +14,7 @@
 
 #include "join.h"
 #include "symbolize.h"
+#include "unwind.h"
 
 /* The x86-64 name of syscall nr, or NULL for one outside the table. */
 const char *lw_kev_syscall_name(uint32_t nr);
@@ -25,12 +26,26 @@ const char *lw_kev_fd_kind_name(uint32_t kind);
  * "nanosleep()", "read(fd 3 -> pipe:[123]) = -EAGAIN". */
 void lw_kev_format_call(const lw_join_event_t *e, char *buf, size_t len);
 
-/* A symbolizer and the bookkeeping of its refreshes: an address in a
+/* The stack snapshots (struct lw_bpf_ustack_event) waiting for their
+ * event: one per thread is enough, each comes right before its event. */
+#define LW_KEV_PENDING 8
+
+/* A symbolizer and the bookkeeping of its refreshes (an address in a
  * library loaded after attach is unknown until the maps are re-read, which
- * happens at most every 100 ms. */
+ * happens at most every 100 ms), and the DWARF unwinder with the stack
+ * snapshots that wait for their events. */
 typedef struct lw_kev_sym {
 	lw_sym_t *sym; /* NULL: addresses are printed raw */
+	lw_unwind_t *uw; /* NULL: frame-pointer stacks only */
 	uint64_t last_refresh_ns;
+	uint64_t unwound; /* events whose stack DWARF unwinding gave */
+	struct lw_kev_pending {
+		int valid;
+		uint32_t tid;
+		uint64_t start_ns;
+		struct lw_bpf_ustack u;
+	} pending[LW_KEV_PENDING];
+	size_t next_slot;
 } lw_kev_sym_t;
 
 /* A user stack as "  #i frame\n" lines (malloc'd; NULL only when out of
@@ -49,7 +64,10 @@ void lw_kev_caller(lw_kev_sym_t *ks, const __u64 *stack, size_t n, char *buf,
 
 /* Fill out from a raw record of a checked size (see lw_bpf_event_fn):
  * copy it, read the fd's target from /proc/PID/fd, symbolize the stack.
- * Returns 0, or -EINVAL for a kind that is not joined (a span). */
+ * A stack snapshot is kept for the event it precedes, whose frame-pointer
+ * stack is replaced by the DWARF unwinding of the snapshot when that goes
+ * at least as deep.  Returns 0; -EAGAIN for a snapshot (kept, nothing to
+ * join); -EINVAL for a kind that is not joined (a span). */
 int lw_kev_from_raw(pid_t pid, lw_kev_sym_t *ks,
 		    const struct lw_bpf_event_head *ev, size_t size,
 		    lw_join_event_t *out);

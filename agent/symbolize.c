@@ -658,6 +658,11 @@ void lw_sym_format(const lw_sym_frame_t *f, char *buf, size_t len)
 		snprintf(buf, len, "[unknown] 0x%" PRIx64, f->addr);
 }
 
+Dwfl *lw_sym_dwfl(lw_sym_t *s)
+{
+	return s->dwfl;
+}
+
 void lw_sym_close(lw_sym_t *s)
 {
 	if (s == NULL)

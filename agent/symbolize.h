@@ -92,6 +92,12 @@ int lw_sym_lookup(lw_sym_t *s, uint64_t addr, int is_return_addr,
  *   "[unknown] 0x1234"                           in no mapping at all */
 void lw_sym_format(const lw_sym_frame_t *f, char *buf, size_t len);
 
+/* The elfutils Dwfl (struct Dwfl, from <elfutils/libdwfl.h>) that holds
+ * s's modules, for the unwinder (unwind.c), which attaches its thread
+ * callbacks to it so that the two share one reading of the process's
+ * files.  Owned by s: valid until lw_sym_close; lw_sym_refresh keeps it. */
+struct Dwfl *lw_sym_dwfl(lw_sym_t *s);
+
 /* Free everything; NULL does nothing. */
 void lw_sym_close(lw_sym_t *s);
 

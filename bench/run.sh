@@ -24,17 +24,22 @@
 # and a reader that drains at least 20 million records per second
 # (ring_drain_lw).  See bench/README.md.
 #
+# Part 3, the kernel probes' cost (bench/kprobes.sh, as root): getppid()
+# and a pipe ping-pong with no probes, empty programs on loopwatch's attach
+# points, loopwatch watching another thread and this thread, and bpftrace.
+#
 # A ratio below 1 means loopwatch is faster.  Nothing here is a timed
 # assertion: the script exits 0 unless a program is missing or fails.
 #
 # Environment: BENCH_ROUNDS (rounds of part 1), BENCH_PAIRS (on/off pairs of
 # the storm and the pipe ring, default 10), BENCH_MICRO_PAIRS (pairs of the
 # microbenchmark, default 5), BENCH_AB_RUNS (runs of ring_ab_lw, default
-# 3), BENCH_PARTS ("peers ring", the default, or
-# one of them), BENCH_REPS and BENCH_DIV (passed on to the programs of part
+# 3), BENCH_PARTS ("peers ring kprobes", the default, or
+# some of them), BENCH_REPS and BENCH_DIV (passed on to the programs of part
 # 1 and to the pipe ring: repetitions, and a divisor of every count for a
 # quick smoke run; BENCH_DIV divides part 2's counts too), BENCH_RAW=FILE
-# (keep every figure of part 1 in FILE, of part 2 in FILE.ring).
+# (keep every figure of part 1 in FILE, of part 2 in FILE.ring, of part 3
+# in FILE.kprobes).
 set -uo pipefail
 
 if [ $# -ne 1 ] || [ ! -d "$1" ]; then
@@ -46,7 +51,7 @@ rounds=${BENCH_ROUNDS:-3}
 pairs=${BENCH_PAIRS:-10}
 micro_pairs=${BENCH_MICRO_PAIRS:-5}
 ab_runs=${BENCH_AB_RUNS:-3}
-parts=${BENCH_PARTS:-peers ring}
+parts=${BENCH_PARTS:-peers ring kprobes}
 benches=(timers pipe_ring tcp_pingpong)
 peers=(lw lw-off uv ev event)
 
@@ -450,5 +455,13 @@ if has_part ring; then
 		}
 		' "$tmp/drain"
 	fi
+fi
+
+# Part 3: its own script (it needs root, bpftrace, and BUILD/bin/loopwatch);
+# its figures go to FILE.kprobes.
+if has_part kprobes; then
+	echo
+	BENCH_RAW=${BENCH_RAW:+$BENCH_RAW.kprobes} \
+		bash "$(dirname "$0")/kprobes.sh" "$dir" || fail=1
 fi
 exit $fail

@@ -28,7 +28,7 @@
  * for the agent to unwind with DWARF call frame information when the frame
  * pointer walk is cut (code built without frame pointers: Debian's libc,
  * most distribution binaries). */
-#define LW_BPF_USTACK_BYTES 8192
+#define LW_BPF_USTACK_BYTES 16384
 
 /* The user registers that unwinding starts from (x86-64): the
  * instruction and stack pointers, and the callee-saved registers that
@@ -107,6 +107,9 @@ struct lw_bpf_thread {
 	 * the thread is in its wait or before its first wait ends. */
 	__u64 span_start_ns;
 	__u64 span_off_ns; /* off-CPU time within the span so far */
+	/* kernel: the end of the thread's stack mapping, found once (the
+	 * stack copies of struct lw_bpf_ustack stop there); 0 until found. */
+	__u64 stack_end;
 	__u32 span_samples; /* samples sent within the span so far */
 	__u32 off_flags; /* LW_BPF_OFF_*: the last switch-out */
 	/* The last switch-out outside the wait, 0 while on CPU or idle. */
@@ -141,6 +144,7 @@ struct lw_bpf_thread {
 #define LW_BPF_EV_OFFCPU 2 /* struct lw_bpf_offcpu_event */
 #define LW_BPF_EV_SPAN 3 /* struct lw_bpf_span_event */
 #define LW_BPF_EV_SAMPLE 4 /* struct lw_bpf_sample_event */
+#define LW_BPF_EV_USTACK 5 /* struct lw_bpf_ustack_event */
 
 struct lw_bpf_event_head {
 	__u32 kind; /* LW_BPF_EV_* */
@@ -220,7 +224,7 @@ struct lw_bpf_span_event {
 };
 
 /*
- * A user stack of a watched thread sampled on CPU (a per-thread task-clock
+ * A user stack of a watched thread sampled on CPU (a per-CPU cpu-clock
  * perf event), sent while the thread's busy span has run min_ns or longer
  * (or always, with LW_BPF_SAMPLE_ALWAYS): what a CPU-bound stall is doing.
  */
@@ -235,6 +239,23 @@ struct lw_bpf_sample_event {
 	__s32 stack_bytes; /* as in lw_bpf_syscall_event */
 	__u32 pad2;
 	__u64 stack[LW_BPF_STACK_DEPTH];
+};
+
+/*
+ * The stack memory of the event that follows it in the ring buffer (a
+ * syscall or a sample of the same thread with the same start_ns), for
+ * DWARF unwinding when the frame pointer walk is cut.  Sent right before
+ * that event by the same program, so the agent keeps the last one per
+ * thread and pairs it with the next event.
+ */
+struct lw_bpf_ustack_event {
+	__u32 kind; /* LW_BPF_EV_USTACK */
+	__u32 tid;
+	__u32 pid;
+	__u32 pad;
+	__u64 start_ns; /* the start_ns of the event it belongs to */
+	__u64 duration_ns; /* 0 */
+	struct lw_bpf_ustack ustack;
 };
 
 /*

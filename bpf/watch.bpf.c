@@ -19,7 +19,7 @@
  *  - sched_switch times the thread off CPU outside its wait: inside a
  *    syscall the time is added to that syscall, outside one it is sent on
  *    its own (a page fault, a preemption) with the stack at the switch-out;
- *  - a per-thread task-clock perf event samples the user stack while a
+ *  - a cpu-clock perf event on each CPU samples the user stack while a
  *    span runs past min_ns: what a CPU-bound stall is doing.
  *
  * The logic is in static inline functions with two kinds of entry points:
@@ -368,6 +368,93 @@ static __always_inline void count_blocking(void *ctx, struct lw_bpf_thread *t,
 	}
 }
 
+/* Send the user registers and up to LW_BPF_USTACK_BYTES of user stack
+ * memory of the current thread, for the event with this start time that
+ * the caller sends next. */
+/* The stack is copied in pieces of this size. */
+#define LW_BPF_USTACK_PIECE 1024
+
+static long vma_end(struct task_struct *task, struct vm_area_struct *vma,
+		    void *data)
+{
+	*(__u64 *)data = vma->vm_end;
+	return 0;
+}
+
+static __always_inline void send_ustack(struct lw_bpf_thread *t, __u64 pid_tgid,
+					__u64 start)
+{
+	struct lw_bpf_ustack_event *u;
+	struct pt_regs *regs;
+	__u64 sp, end, len;
+
+	regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	if (!regs)
+		return;
+	u = bpf_ringbuf_reserve(&events, sizeof(*u), 0);
+	if (!u) {
+		struct lw_bpf_stats *s = stats_get();
+		if (s)
+			s->lost++;
+		return;
+	}
+	u->kind = LW_BPF_EV_USTACK;
+	u->tid = (__u32)pid_tgid;
+	u->pid = pid_tgid >> 32;
+	u->pad = 0;
+	u->start_ns = start;
+	u->duration_ns = 0;
+	u->ustack.regs.ip = BPF_CORE_READ(regs, ip);
+	u->ustack.regs.sp = sp = BPF_CORE_READ(regs, sp);
+	u->ustack.regs.bp = BPF_CORE_READ(regs, bp);
+	u->ustack.regs.bx = BPF_CORE_READ(regs, bx);
+	u->ustack.regs.r12 = BPF_CORE_READ(regs, r12);
+	u->ustack.regs.r13 = BPF_CORE_READ(regs, r13);
+	u->ustack.regs.r14 = BPF_CORE_READ(regs, r14);
+	u->ustack.regs.r15 = BPF_CORE_READ(regs, r15);
+	u->ustack.pad = 0;
+	/* Up to the end of the stack's mapping: a read that crosses it
+	 * fails whole, and a shallow stack (a main thread's) ends sooner
+	 * than the copy's size. */
+	end = t->stack_end;
+	if (end <= sp) {
+		/* Once per thread: bpf_find_vma only try-locks the mm and
+		 * fails while another thread maps memory; the main thread's
+		 * stack also ends above mm->start_stack. */
+		end = 0;
+		if (bpf_find_vma(bpf_get_current_task_btf(), sp, vma_end, &end,
+				 0) == 0 &&
+		    end > sp)
+			t->stack_end = end;
+		else
+			end = BPF_CORE_READ(bpf_get_current_task_btf(), mm,
+					    start_stack);
+	}
+	len = end > sp ? end - sp : 0;
+	if (len > LW_BPF_USTACK_BYTES)
+		len = LW_BPF_USTACK_BYTES;
+	/* In pieces, stopping at the first that cannot be read: one read
+	 * fails whole if any of its pages is not present. */
+	u->ustack.bytes = 0;
+#pragma unroll
+	for (int k = 0; k < LW_BPF_USTACK_BYTES / LW_BPF_USTACK_PIECE; k++) {
+		if ((__u64)(k + 1) * LW_BPF_USTACK_PIECE > len)
+			break;
+		if (bpf_probe_read_user(
+			    u->ustack.data + k * LW_BPF_USTACK_PIECE,
+			    LW_BPF_USTACK_PIECE,
+			    (const void *)(sp + k * LW_BPF_USTACK_PIECE)))
+			break;
+		u->ustack.bytes = (k + 1) * LW_BPF_USTACK_PIECE;
+	}
+	if (!u->ustack.bytes && len &&
+	    !bpf_probe_read_user(u->ustack.data,
+				 len & (LW_BPF_USTACK_PIECE - 1),
+				 (const void *)sp))
+		u->ustack.bytes = len & (LW_BPF_USTACK_PIECE - 1);
+	bpf_ringbuf_submit(u, BPF_RB_NO_WAKEUP);
+}
+
 /* The thread's busy span ends at now (it enters its wait): send it if it
  * is long and the agent asked for spans. */
 static __always_inline void end_span(struct lw_bpf_thread *t, __u64 pid_tgid,
@@ -498,6 +585,7 @@ static __always_inline int on_exit(void *ctx, struct pt_regs *regs, long ret)
 	if (dur < min_ns)
 		return 0;
 
+	send_ustack(t, pid_tgid, start);
 	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
 		s = stats_get();
@@ -647,7 +735,7 @@ static __always_inline int on_switch(void *ctx, bool preempt,
 	return 0;
 }
 
-/* A task-clock sample of a watched thread: send its stack if its busy
+/* A cpu-clock sample that hit a watched thread: send its stack if its busy
  * span has run past min_ns (or the agent wants every sample). */
 static __always_inline int on_sample(void *ctx)
 {
@@ -658,6 +746,7 @@ static __always_inline int on_sample(void *ctx)
 	struct lw_bpf_stats *s;
 	__u64 now, span;
 
+	/* Every CPU's timer runs this: the same one-load filter. */
 	if (!watch_filter[tid & (LW_BPF_FILTER_SIZE - 1)])
 		return 0;
 	t = bpf_map_lookup_elem(&threads, &tid);
@@ -671,6 +760,7 @@ static __always_inline int on_sample(void *ctx)
 	if (!(t->flags & LW_BPF_SAMPLE_ALWAYS) &&
 	    (!span || now - span < min_ns))
 		return 0;
+	send_ustack(t, pid_tgid, now);
 	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
 		if (s)
@@ -694,7 +784,7 @@ static __always_inline int on_sample(void *ctx)
 }
 
 /* Production: raw syscall tracepoints and the scheduler through BTF, and
- * the per-thread perf events. */
+ * the per-CPU perf events. */
 SEC("tp_btf/sys_enter")
 int BPF_PROG(lw_sys_enter, struct pt_regs *regs, long id)
 {
