@@ -98,7 +98,6 @@ struct lw_bpf_thread {
 	 * syscalls the value read is the callback running them. */
 	__u64 cur_site_addr;
 	__u64 start_ns; /* kernel: its entry time, 0 when none is known */
-	__u64 args[3]; /* kernel: its first three arguments, 0 if unread */
 	/* Off-CPU time of the syscall in progress, and the part of it that
 	 * was involuntary (preempted while runnable). */
 	__u64 sys_off_ns;

@@ -191,23 +191,21 @@ static __always_inline bool has_fd_arg(__u32 nr)
  * nonblocking (f_flags).  LW_BPF_FD_UNKNOWN if it is not open. */
 static __always_inline __u32 fd_info(int fd, __u32 *fd_flags)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	/* Trusted BTF pointers: each step is a plain load that the JIT
+	 * guards, not a helper call. */
+	struct task_struct *task = bpf_get_current_task_btf();
 	struct fdtable *fdt;
 	struct file **fds;
 	struct file *filp = NULL;
-	unsigned int max_fds;
 	umode_t mode;
 
 	*fd_flags = 0;
-	if (fd < 0)
+	if (fd < 0 || !task->files)
 		return LW_BPF_FD_UNKNOWN;
-	fdt = BPF_CORE_READ(task, files, fdt);
-	if (!fdt)
+	fdt = task->files->fdt;
+	if (!fdt || (unsigned int)fd >= fdt->max_fds)
 		return LW_BPF_FD_UNKNOWN;
-	max_fds = BPF_CORE_READ(fdt, max_fds);
-	if ((unsigned int)fd >= max_fds)
-		return LW_BPF_FD_UNKNOWN;
-	fds = BPF_CORE_READ(fdt, fd);
+	fds = fdt->fd;
 	if (bpf_probe_read_kernel(&filp, sizeof(filp), &fds[fd]) || !filp)
 		return LW_BPF_FD_UNKNOWN;
 	if (BPF_CORE_READ(filp, f_flags) & LW_O_NONBLOCK)
@@ -489,7 +487,6 @@ static __always_inline int on_enter(struct pt_regs *regs, long id)
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u32 tid = (__u32)pid_tgid;
 	struct lw_bpf_thread *t;
-	struct lw_bpf_stats *s;
 	__u64 now;
 
 	/* The one check every thread on the machine pays: a load. */
@@ -505,20 +502,8 @@ static __always_inline int on_enter(struct pt_regs *regs, long id)
 	t->nr = (__u32)id;
 	t->sys_off_ns = 0;
 	t->sys_preempt_ns = 0;
-	/* Each read is one probe; a failure (e.g. a test run, whose regs
-	 * pointer is not kernel memory) leaves zeros and is counted. */
-	if (bpf_probe_read_kernel(&t->args[0], sizeof(t->args[0]),
-				  __builtin_preserve_access_index(&regs->di)) ||
-	    bpf_probe_read_kernel(&t->args[1], sizeof(t->args[1]),
-				  __builtin_preserve_access_index(&regs->si)) ||
-	    bpf_probe_read_kernel(&t->args[2], sizeof(t->args[2]),
-				  __builtin_preserve_access_index(&regs->dx))) {
-		t->args[0] = t->args[1] = t->args[2] = 0;
-		s = stats_get();
-		if (s)
-			s->arg_faults++;
-	}
-	/* Last, so an exit never sees a start time with stale arguments. */
+	/* The arguments are read at the exit, and only when needed: the
+	 * registers that carry them are saved at entry and left alone. */
 	t->start_ns = now;
 	return 0;
 }
@@ -533,7 +518,7 @@ static __always_inline int on_exit(void *ctx, struct pt_regs *regs, long ret)
 	struct lw_bpf_stats *s;
 	enum block_class bc;
 	__u32 nr, kind = LW_BPF_FD_NONE, fd_flags = 0;
-	__u64 start, dur, now;
+	__u64 start, dur, now, args[3] = {};
 	long orig_nr = -1;
 
 	if (!watch_filter[tid & (LW_BPF_FILTER_SIZE - 1)])
@@ -577,9 +562,27 @@ static __always_inline int on_exit(void *ctx, struct pt_regs *regs, long ret)
 		return 0;
 	}
 
-	bc = block_class(nr, t->args[1], t->args[2]);
+	bc = block_class(nr, 0, 0);
+	if (bc != BLOCK_NO || dur >= min_ns || nr == __NR_futex ||
+	    nr == __NR_poll) {
+		/* The registers saved at entry, through the task: a trusted
+		 * pointer, plain loads (the tracepoint's own regs argument
+		 * is one only for tp_btf, not for the raw_tp twins). */
+		struct pt_regs *ur = (struct pt_regs *)bpf_task_pt_regs(
+			bpf_get_current_task_btf());
+		if (ur) {
+			args[0] = ur->di;
+			args[1] = ur->si;
+			args[2] = ur->dx;
+		} else {
+			s = stats_get();
+			if (s)
+				s->arg_faults++;
+		}
+		bc = block_class(nr, args[1], args[2]);
+	}
 	if (has_fd_arg(nr) && (bc != BLOCK_NO || dur >= min_ns))
-		kind = fd_info((int)t->args[0], &fd_flags);
+		kind = fd_info((int)args[0], &fd_flags);
 	if (could_block(bc, kind, fd_flags))
 		count_blocking(ctx, t, tid, nr, kind, start, dur);
 	if (dur < min_ns)
@@ -600,11 +603,11 @@ static __always_inline int on_exit(void *ctx, struct pt_regs *regs, long ret)
 	e->start_ns = start;
 	e->duration_ns = dur;
 	e->ret = ret;
-	e->args[0] = t->args[0];
-	e->args[1] = t->args[1];
-	e->args[2] = t->args[2];
+	e->args[0] = args[0];
+	e->args[1] = args[1];
+	e->args[2] = args[2];
 	if (has_fd_arg(nr)) {
-		e->fd = (__s32)t->args[0];
+		e->fd = (__s32)args[0];
 		e->fd_kind = kind;
 	} else {
 		e->fd = -1;
