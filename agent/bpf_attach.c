@@ -157,6 +157,7 @@ struct state {
 	size_t nrows, rows_cap;
 	uint64_t outside; /* events outside any callback */
 	uint64_t samples_unclaimed; /* samples in no slow callback */
+	uint64_t lost_reported; /* kernel events lost, as last said */
 	lw_join_event_t buf[JOIN_CAP];
 	struct lw_ring_record recs[RECS_MAX];
 };
@@ -702,6 +703,22 @@ static void print_blocking(struct state *st)
 	}
 }
 
+/* Say when the kernel dropped events since the last time: the ring buffer
+ * was full (the agent fell behind) or the blocking-call table was. */
+static void report_kernel_loss(struct state *st)
+{
+	struct lw_bpf_stats bs;
+
+	if (st->bpf == NULL || lw_bpf_stats_read(st->bpf, &bs) < 0)
+		return;
+	if (bs.lost > st->lost_reported)
+		fprintf(st->out,
+			"(kernel: %" PRIu64
+			" events lost, the ring buffer was full)\n",
+			(uint64_t)bs.lost - st->lost_reported);
+	st->lost_reported = bs.lost;
+}
+
 /* ---- setup and the summary ---- */
 
 /* Watch the loop threads that the rings name by now. */
@@ -1009,6 +1026,7 @@ int lw_attach_run(const struct lw_attach_opts *o)
 			}
 			next_alive = now + 100000000;
 			watch_new_threads(st);
+			report_kernel_loss(st);
 		}
 		if (st->bpf) {
 			r = lw_bpf_poll(st->bpf, TICK_MS, on_event, st);

@@ -8,6 +8,7 @@
  * (then to stderr, with the verifier's log); callers get one line in `why`.
  */
 #include "bpf_load.h"
+#include "why.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -51,20 +52,6 @@ struct lw_bpf {
 	 * watch_filter; the mapped byte is 1 while the count is nonzero. */
 	__u16 filter_refs[LW_BPF_FILTER_SIZE];
 };
-
-static void set_why(char *why, size_t whylen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void set_why(char *why, size_t whylen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!why || !whylen)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(why, whylen, fmt, ap);
-	va_end(ap);
-}
 
 /* A reason with a hint for the errors people meet in practice. */
 static const char *hint(int err)
@@ -169,7 +156,7 @@ int lw_bpf_open(struct lw_bpf **out, const struct lw_bpf_opts *opts, char *why,
 
 	if (access("/sys/kernel/btf/vmlinux", R_OK) != 0) {
 		err = errno;
-		set_why(why, whylen,
+		lw_why(why, whylen,
 			"/sys/kernel/btf/vmlinux: %s (the probes need a "
 			"kernel built with CONFIG_DEBUG_INFO_BTF)",
 			strerror(err));
@@ -179,14 +166,14 @@ int lw_bpf_open(struct lw_bpf **out, const struct lw_bpf_opts *opts, char *why,
 
 	b = calloc(1, sizeof(*b));
 	if (!b) {
-		set_why(why, whylen, "out of memory");
+		lw_why(why, whylen, "out of memory");
 		return -ENOMEM;
 	}
 	b->sample_ns = o.no_sampling ? 0 : o.sample_ns;
 	b->ncpus = libbpf_num_possible_cpus();
 	if (b->ncpus <= 0) {
 		err = b->ncpus ? -b->ncpus : EINVAL;
-		set_why(why, whylen, "cannot count the possible CPUs: %s",
+		lw_why(why, whylen, "cannot count the possible CPUs: %s",
 			strerror(err));
 		goto cleanup;
 	}
@@ -194,7 +181,7 @@ int lw_bpf_open(struct lw_bpf **out, const struct lw_bpf_opts *opts, char *why,
 	b->skel = watch_bpf__open();
 	if (!b->skel) {
 		err = errno ? errno : EINVAL;
-		set_why(why, whylen, "cannot open the BPF object: %s (%s)",
+		lw_why(why, whylen, "cannot open the BPF object: %s (%s)",
 			strerror(err), hint(err));
 		goto cleanup;
 	}
@@ -204,7 +191,7 @@ int lw_bpf_open(struct lw_bpf **out, const struct lw_bpf_opts *opts, char *why,
 		err = -bpf_map__set_max_entries(b->skel->maps.events,
 						o.ringbuf_bytes);
 	if (err) {
-		set_why(why, whylen, "cannot size the maps: %s", strerror(err));
+		lw_why(why, whylen, "cannot size the maps: %s", strerror(err));
 		goto cleanup;
 	}
 	/* The raw_tp twins exist for BPF_PROG_TEST_RUN; production loads
@@ -220,7 +207,7 @@ int lw_bpf_open(struct lw_bpf **out, const struct lw_bpf_opts *opts, char *why,
 
 	err = -watch_bpf__load(b->skel);
 	if (err) {
-		set_why(why, whylen, "cannot load the BPF programs: %s (%s)",
+		lw_why(why, whylen, "cannot load the BPF programs: %s (%s)",
 			strerror(err), hint(err));
 		goto cleanup;
 	}
@@ -229,7 +216,7 @@ int lw_bpf_open(struct lw_bpf **out, const struct lw_bpf_opts *opts, char *why,
 				 b, NULL);
 	if (!b->rb) {
 		err = errno ? errno : EINVAL;
-		set_why(why, whylen, "cannot map the ring buffer: %s (%s)",
+		lw_why(why, whylen, "cannot map the ring buffer: %s (%s)",
 			strerror(err), hint(err));
 		goto cleanup;
 	}
@@ -273,7 +260,7 @@ static void open_samplers(struct lw_bpf *b)
 		return;
 	b->samplers = calloc((size_t)b->ncpus, sizeof(*b->samplers));
 	if (!b->samplers) {
-		set_why(b->sample_why, sizeof(b->sample_why),
+		lw_why(b->sample_why, sizeof(b->sample_why),
 			"cannot open the samplers: %s", strerror(ENOMEM));
 		return;
 	}
@@ -289,7 +276,7 @@ static void open_samplers(struct lw_bpf *b)
 			err = errno;
 			if (err == ENODEV || err == ENOENT)
 				continue; /* a possible CPU that is offline */
-			set_why(b->sample_why, sizeof(b->sample_why),
+			lw_why(b->sample_why, sizeof(b->sample_why),
 				"cannot open a perf event on CPU %d: %s%s", cpu,
 				strerror(err),
 				err == EACCES || err == EPERM
@@ -303,7 +290,7 @@ static void open_samplers(struct lw_bpf *b)
 		if (!b->samplers[b->nsamplers]) {
 			err = errno;
 			close(pfd);
-			set_why(b->sample_why, sizeof(b->sample_why),
+			lw_why(b->sample_why, sizeof(b->sample_why),
 				"cannot attach the sampler on CPU %d: %s", cpu,
 				strerror(err));
 			continue;
@@ -340,7 +327,7 @@ int lw_bpf_watch(struct lw_bpf *b, __u32 tid, __u32 flags, __u64 cur_site_addr,
 		struct watched *n = realloc(b->watched, cap * sizeof(*n));
 
 		if (!n) {
-			set_why(why, whylen, "cannot watch thread %u: %s", tid,
+			lw_why(why, whylen, "cannot watch thread %u: %s", tid,
 				strerror(ENOMEM));
 			return -ENOMEM;
 		}
@@ -350,7 +337,7 @@ int lw_bpf_watch(struct lw_bpf *b, __u32 tid, __u32 flags, __u64 cur_site_addr,
 	if (bpf_map_update_elem(fd, &tid, &t, BPF_ANY) != 0) {
 		int err = errno;
 
-		set_why(why, whylen, "cannot watch thread %u: %s%s", tid,
+		lw_why(why, whylen, "cannot watch thread %u: %s%s", tid,
 			strerror(err),
 			err == E2BIG ? " (too many watched threads; raise "
 				       "max_threads)"
@@ -416,7 +403,7 @@ int lw_bpf_attach(struct lw_bpf *b, char *why, size_t whylen)
 
 fail:
 	lw_bpf_detach(b);
-	set_why(why, whylen, "cannot attach to %s: %s (%s)", what,
+	lw_why(why, whylen, "cannot attach to %s: %s (%s)", what,
 		strerror(-err), hint(-err));
 	return err;
 }

@@ -634,6 +634,12 @@ static void print_usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+	/* elfutils would fetch missing debug files over the network when
+	 * DEBUGINFOD_URLS is set: a tool attached to a production server
+	 * must not, unless asked to (LOOPWATCH_DEBUGINFOD=1). */
+	const char *dbg = getenv("LOOPWATCH_DEBUGINFOD");
+	if (dbg == NULL || strcmp(dbg, "1") != 0)
+		unsetenv("DEBUGINFOD_URLS");
 	if (argc < 2) {
 		print_usage(stderr);
 		return EXIT_USAGE;

@@ -16,6 +16,7 @@
  *   - the perf map for JIT code (perfmap.c).
  */
 #include "symbolize.h"
+#include "why.h"
 
 #include "perfmap.h"
 #include "proc.h"
@@ -27,7 +28,6 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <linux/openat2.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,17 +72,6 @@ struct lw_sym {
 	uint64_t pm_size, pm_mtime_ns, pm_ino;
 	struct cache_slot *cache; /* 1 << CACHE_BITS slots, on first use */
 };
-
-static void set_why(char *why, size_t whylen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (why == NULL || whylen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(why, whylen, fmt, ap);
-	va_end(ap);
-}
 
 /* Copy a string from the target's files, bounded, control characters as
  * '?'. */
@@ -427,13 +416,13 @@ int lw_sym_open(pid_t pid, lw_sym_t **out, char *why, size_t whylen)
 
 	*out = NULL;
 	if (pid <= 0) {
-		set_why(why, whylen, "%d is not a process id", (int)pid);
+		lw_why(why, whylen, "%d is not a process id", (int)pid);
 		return -EINVAL;
 	}
 	/* A zombie still has /proc/PID, but no mappings: it has exited. */
 	rc = lw_proc_start_time(pid, &start_time);
 	if (rc < 0) {
-		set_why(why, whylen, "process %d %s", (int)pid,
+		lw_why(why, whylen, "process %d %s", (int)pid,
 			rc == -ESRCH ? "does not exist or has exited"
 				     : strerror(-rc));
 		return rc;
@@ -448,7 +437,7 @@ int lw_sym_open(pid_t pid, lw_sym_t **out, char *why, size_t whylen)
 	s->root_fd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (s->root_fd < 0) {
 		rc = errno == ENOENT ? -ESRCH : -errno;
-		set_why(why, whylen, "cannot open %s: %s%s", path,
+		lw_why(why, whylen, "cannot open %s: %s%s", path,
 			strerror(-rc),
 			rc == -EACCES ? " (run as root or as its user)" : "");
 		free(s);
@@ -471,7 +460,7 @@ int lw_sym_open(pid_t pid, lw_sym_t **out, char *why, size_t whylen)
 
 	rc = read_maps(s);
 	if (rc == 0 && s->nmaps == 0) {
-		set_why(why, whylen,
+		lw_why(why, whylen,
 			"process %d has no user-space mappings (a kernel "
 			"thread, or it is exiting)",
 			(int)pid);
@@ -481,7 +470,7 @@ int lw_sym_open(pid_t pid, lw_sym_t **out, char *why, size_t whylen)
 	if (rc == 0)
 		rc = report(s);
 	if (rc < 0) {
-		set_why(why, whylen, "cannot read /proc/%d/maps: %s", (int)pid,
+		lw_why(why, whylen, "cannot read /proc/%d/maps: %s", (int)pid,
 			rc == -ESRCH ? "the process has exited"
 			: rc == -EIO ? dwfl_errmsg(-1)
 				     : strerror(-rc));
@@ -492,7 +481,7 @@ int lw_sym_open(pid_t pid, lw_sym_t **out, char *why, size_t whylen)
 	*out = s;
 	return 0;
 nomem:
-	set_why(why, whylen, "out of memory");
+	lw_why(why, whylen, "out of memory");
 	lw_sym_close(s);
 	return -ENOMEM;
 }

@@ -3,12 +3,12 @@
  * threads.h for what each /proc file gives on this kernel).
  */
 #include "threads.h"
+#include "why.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,20 +56,6 @@ struct detect {
 	unsigned threads; /* thread looks in all samples */
 	unsigned running; /* of which the thread was on a CPU */
 };
-
-static void set_why(char *why, size_t whylen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void set_why(char *why, size_t whylen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (why == NULL || whylen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(why, whylen, fmt, ap);
-	va_end(ap);
-}
 
 /* Read a small /proc file into buf (NUL-terminated, at most cap - 1
  * bytes): the length, or a negative errno. */
@@ -421,32 +407,32 @@ int lw_threads_detect(pid_t pid, int samples, int interval_ms,
 	char state = '?';
 	int r;
 
-	set_why(why, whylen, "%s", "");
+	lw_why(why, whylen, "%s", "");
 	if (samples < 1 || interval_ms < 0 || (out == NULL && max > 0)) {
-		set_why(why, whylen,
+		lw_why(why, whylen,
 			"bad arguments (samples %d, interval %d ms)", samples,
 			interval_ms);
 		return -EINVAL;
 	}
 	if (pid <= 0) {
-		set_why(why, whylen, "%d is not a process id", (int)pid);
+		lw_why(why, whylen, "%d is not a process id", (int)pid);
 		return -ESRCH;
 	}
 	r = read_stat(pid, &state, &flags);
 	if (r == -ESRCH || (r == 0 && (state == 'Z' || state == 'X'))) {
-		set_why(why, whylen, "no process %d (or it has exited)",
+		lw_why(why, whylen, "no process %d (or it has exited)",
 			(int)pid);
 		return -ESRCH;
 	}
 	if (r < 0) {
-		set_why(why, whylen, "cannot read /proc/%d/stat: %s", (int)pid,
+		lw_why(why, whylen, "cannot read /proc/%d/stat: %s", (int)pid,
 			strerror(-r));
 		return r;
 	}
 	/* A kernel thread has no user space and so no event loop; its
 	 * `syscall` file would read as syscall 0 (read). */
 	if (flags & LW_PF_KTHREAD) {
-		set_why(why, whylen,
+		lw_why(why, whylen,
 			"pid %d is a kernel thread: it has no user-space loop",
 			(int)pid);
 		return 0;
@@ -470,12 +456,12 @@ int lw_threads_detect(pid_t pid, int samples, int interval_ms,
 			break;
 	}
 	if (r == -ESRCH) {
-		set_why(why, whylen, "process %d exited during detection",
+		lw_why(why, whylen, "process %d exited during detection",
 			(int)pid);
 		goto out;
 	}
 	if (r == -EACCES) {
-		set_why(why, whylen,
+		lw_why(why, whylen,
 			"not allowed to read the threads of pid %d "
 			"(run as root or as its user, with "
 			"kernel.yama.ptrace_scope 0)",
@@ -483,7 +469,7 @@ int lw_threads_detect(pid_t pid, int samples, int interval_ms,
 		goto out;
 	}
 	if (r < 0) {
-		set_why(why, whylen, "cannot read the threads of pid %d: %s",
+		lw_why(why, whylen, "cannot read the threads of pid %d: %s",
 			(int)pid, strerror(-r));
 		goto out;
 	}
@@ -506,12 +492,12 @@ int lw_threads_detect(pid_t pid, int samples, int interval_ms,
 	}
 	if (d.n == 0) {
 		if (d.threads > 0 && d.running == d.threads)
-			set_why(why, whylen,
+			lw_why(why, whylen,
 				"the threads of pid %d were running at every "
 				"sample (%d samples)",
 				(int)pid, samples);
 		else
-			set_why(why, whylen,
+			lw_why(why, whylen,
 				"no thread of pid %d was seen in an event "
 				"wait (epoll, poll, select, io_uring) in %d "
 				"samples",

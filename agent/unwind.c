@@ -17,12 +17,12 @@
  * Dwfl serves every snapshot of every thread.
  */
 #include "unwind.h"
+#include "why.h"
 
 #include "symbolize.h"
 
 #include <elfutils/libdwfl.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,17 +57,6 @@ struct lw_unwind {
 	Dwfl *dwfl;
 	struct snapshot cur; /* valid during lw_unwind_stack only */
 };
-
-static void set_why(char *why, size_t whylen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (why == NULL || whylen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(why, whylen, fmt, ap);
-	va_end(ap);
-}
 
 /* The process has exactly one thread: the one whose snapshot is being
  * unwound. */
@@ -146,7 +135,7 @@ int lw_unwind_open(pid_t pid, lw_unwind_t **out, char *why, size_t whylen)
 	*out = NULL;
 	u = calloc(1, sizeof(*u));
 	if (u == NULL) {
-		set_why(why, whylen, "out of memory");
+		lw_why(why, whylen, "out of memory");
 		return -ENOMEM;
 	}
 	u->pid = pid;
@@ -159,7 +148,7 @@ int lw_unwind_open(pid_t pid, lw_unwind_t **out, char *why, size_t whylen)
 	/* With no ELF given, elfutils takes the architecture from one of the
 	 * modules reported by lw_sym_open. */
 	if (!dwfl_attach_state(u->dwfl, NULL, pid, &callbacks, u)) {
-		set_why(why, whylen,
+		lw_why(why, whylen,
 			"cannot prepare process %d for unwinding: %s", (int)pid,
 			dwfl_errmsg(-1));
 		lw_unwind_close(u);

@@ -534,3 +534,39 @@ TEST(bpf_no_program_left_after_sigkill)
 		usleep(10 * 1000);
 	ASSERT_EQ(ours_left(ids, 2), 0);
 }
+
+/* A ring buffer too small for what is sent: the kernel counts every record
+ * it could not reserve, exactly, and the reader gets the others whole. */
+TEST(bpf_ring_buffer_loss_counted)
+{
+	struct lw_bpf_opts o = { .min_ns = 1 * MS,
+				 .test_entries = true,
+				 .ringbuf_bytes = 32 * 1024 };
+	struct collected c = { 0 };
+	struct lw_bpf_stats s;
+	struct lw_bpf *b;
+	char why[256];
+	int r;
+
+	if (geteuid() != 0)
+		SKIP("kernel probes need root or CAP_BPF+CAP_PERFMON");
+	r = lw_bpf_open(&b, &o, why, sizeof(why));
+	if (r == -EPERM || r == -EACCES || r == -ENOSYS || r == -ENOENT)
+		SKIP("BPF is not available here: %s", why);
+	ASSERT_OK(r);
+	ASSERT_OK(lw_bpf_watch(b, my_tid(), LW_BPF_WAIT_EPOLL, 0, why,
+			       sizeof(why)));
+	/* Each slow syscall sends two records: its stack snapshot (16 KiB
+	 * and more) and its event; 32 KiB holds one pair, not ten. */
+	for (int i = 0; i < 10; i++)
+		fake_syscall(b, SYS_clock_nanosleep, 2, 0);
+	int n = drain(b, &c);
+	ASSERT_OK(lw_bpf_stats_read(b, &s));
+	fprintf(stderr, "events %d, snapshots %d, lost %llu\n", n, c.other,
+		(unsigned long long)s.lost);
+	ASSERT_GE(n, 1);
+	ASSERT_GE(s.lost, 1);
+	ASSERT_EQ((uint64_t)n + (uint64_t)c.other + s.lost, 20);
+	ASSERT_EQ(lw_bpf_bad_records(b), 0);
+	lw_bpf_free(b);
+}

@@ -281,6 +281,53 @@ TEST_T(stall_blocky_every_handler, 120)
 	free(report);
 }
 
+/* The well-behaved path: the same sleep deferred to the worker pool is
+ * not on the loop thread, so nothing of it is reported; the control, the
+ * sleep on the loop thread, is. */
+TEST_T(stall_blocky_defer_not_on_loop_thread, 90)
+{
+	char *report = malloc(REPORT_CAP), first[512], line[1024];
+	char *argv[] = { strdup(lwt_build_path("examples/blocky_server")),
+			 "--port",
+			 "0",
+			 "--threads",
+			 "2",
+			 NULL };
+	uint16_t port;
+	int sfd, afd;
+
+	need_root();
+	ASSERT(report != NULL);
+	pid_t srv = start_listener(argv, "listening on", &port, &sfd);
+	free(argv[0]);
+	pid_t lw =
+		start_attach(srv, "3", "5", NULL, &afd, first, sizeof(first));
+	http_get(port, "/defer/sleep?ms=200");
+	http_get(port, "/sleep?ms=200");
+	finish_attach(lw, afd, first, report, REPORT_CAP);
+	kill(srv, SIGTERM);
+	lwt_wait_exit(srv, 10000);
+	close(sfd);
+
+	/* Exactly one slow sleep in the report, the control's. */
+	int sleeps = 0;
+	for (const char *s = report;
+	     (s = find_line(s, "", "nanosleep() [off CPU", NULL, line,
+			    sizeof(line))) != NULL;
+	     s = strchr(s, '\n'))
+		sleeps++;
+	ASSERT_EQ(sleeps, 1);
+	ASSERT(find_line(report, "callback GET /sleep (", "nanosleep()", NULL,
+			 line, sizeof(line)) != NULL);
+	ASSERT(strstr(report, "callback GET /defer/sleep") == NULL);
+	/* Counted as a call that can block: only the control's. */
+	ASSERT(find_line(report, "  GET /sleep ", "nanosleep", NULL, line,
+			 sizeof(line)) != NULL);
+	ASSERT(find_line(report, "  GET /defer", "nanosleep", NULL, line,
+			 sizeof(line)) == NULL);
+	free(report);
+}
+
 /* ---- an uninstrumented loop ---- */
 
 TEST_T(stall_plain_loop_cpu_and_sleep, 90)
@@ -562,4 +609,73 @@ TEST_T(stall_sigkill_leaves_no_program, 60)
 	kill(srv, SIGTERM);
 	lwt_wait_exit(srv, 10000);
 	close(sfd);
+}
+
+/* ---- without privileges ---- */
+
+/* An unprivileged user attaching to its own process: one line says the
+ * kernel probes need privileges, and the rings still report the slow
+ * callback. */
+TEST_T(stall_unprivileged_rings_alone, 60)
+{
+	char *report = malloc(REPORT_CAP), line[1024], pidbuf[16];
+	uint16_t port;
+	int sfd, afd;
+
+	if (geteuid() != 0)
+		SKIP("needs root to start both sides as another user");
+	if (access("/usr/bin/setpriv", X_OK) != 0)
+		SKIP("no /usr/bin/setpriv");
+	ASSERT(report != NULL);
+	char *argv[] = { "/usr/bin/setpriv",
+			 "--reuid=65534",
+			 "--regid=65534",
+			 "--clear-groups",
+			 strdup(lwt_build_path("examples/blocky_server")),
+			 "--port",
+			 "0",
+			 NULL };
+	pid_t srv = start_listener(argv, "listening on", &port, &sfd);
+	free(argv[4]);
+	snprintf(pidbuf, sizeof(pidbuf), "%d", (int)srv);
+	char *lw_argv[] = { "/usr/bin/setpriv",
+			    "--reuid=65534",
+			    "--regid=65534",
+			    "--clear-groups",
+			    strdup(lwt_build_path("bin/loopwatch")),
+			    "attach",
+			    "--duration",
+			    "2",
+			    "--min-ms",
+			    "50",
+			    pidbuf,
+			    NULL };
+	pid_t lw = lwt_spawn(lw_argv, &afd, 1, NULL);
+	free(lw_argv[4]);
+	/* The request must come after the attach: read up to its line. */
+	size_t n = 0;
+	while (lwt_read_line(afd, line, sizeof(line), 30000) >= 0) {
+		n += (size_t)snprintf(report + n, REPORT_CAP - n, "%s\n", line);
+		if (strstr(line, "attached to PID") || strstr(line, "cannot"))
+			break;
+	}
+	http_get(port, "/sleep?ms=150");
+	lwt_read_all(afd, report + n, REPORT_CAP - n, 30000);
+	close(afd);
+	int status = lwt_wait_exit(lw, 10000);
+	kill(srv, SIGTERM);
+	lwt_wait_exit(srv, 10000);
+	close(sfd);
+	fprintf(stderr, "%s", report);
+	ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	/* One line that says what is missing, then the rings' report. */
+	const char *l = find_line(
+		report, "loopwatch: kernel probes unavailable",
+		"continuing with the rings alone", NULL, line, sizeof(line));
+	ASSERT(l != NULL);
+	ASSERT(strstr(line, "root or CAP_BPF") != NULL);
+	ASSERT(strstr(report, "kernel probes off") != NULL);
+	ASSERT(find_line(report, "callback GET /sleep (", "took", NULL, line,
+			 sizeof(line)) != NULL);
+	free(report);
 }
