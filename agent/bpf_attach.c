@@ -140,6 +140,7 @@ struct block_row {
 	uint32_t nr, fd_kind;
 	uint64_t calls, total_ns, max_ns;
 	char at[256]; /* the first caller outside libc */
+	char *stack; /* a sample: the first stack counted, formatted */
 };
 
 struct state {
@@ -651,10 +652,12 @@ static int on_block(void *ctx, const struct lw_bpf_block_key *k,
 			 where);
 		st->rows[i].nr = k->nr;
 		st->rows[i].fd_kind = k->fd_kind;
-		if (n > 0)
+		if (n > 0) {
 			lw_kev_caller(&st->ks, frames, (size_t)n,
 				      st->rows[i].at, sizeof(st->rows[i].at));
-		else
+			st->rows[i].stack =
+				lw_kev_format_stack(&st->ks, frames, n * 8);
+		} else
 			snprintf(st->rows[i].at, sizeof(st->rows[i].at),
 				 "(no stack: %s)", strerror(-k->stack_id));
 		st->nrows++;
@@ -684,7 +687,7 @@ static void print_blocking(struct state *st)
 	qsort(st->rows, st->nrows, sizeof(st->rows[0]), by_total);
 	fprintf(st->out,
 		"\ncalls that can block, on the loop threads (counted even "
-		"when fast):\n");
+		"when fast; a sample stack under each):\n");
 	for (size_t i = 0; i < st->nrows; i++) {
 		struct block_row *r = &st->rows[i];
 		const char *kind = lw_kev_fd_kind_name(r->fd_kind);
@@ -700,6 +703,15 @@ static void print_blocking(struct state *st)
 			r->at[0] ? r->at
 				 : "libc (the stack is cut there: no frame "
 				   "pointers)");
+		/* The sample stack, indented under its row. */
+		for (const char *l = r->stack; l && *l;) {
+			const char *eol = strchr(l, '\n');
+			int len = eol ? (int)(eol - l) : (int)strlen(l);
+			fprintf(st->out, "  %.*s\n", len, l);
+			l = eol ? eol + 1 : NULL;
+		}
+		free(r->stack);
+		r->stack = NULL;
 	}
 }
 

@@ -135,6 +135,11 @@ static __always_inline bool is_wait(__u32 nr, __u32 flags)
 		return flags & LW_BPF_WAIT_SELECT;
 	case __NR_io_uring_enter:
 		return flags & LW_BPF_WAIT_IO_URING;
+	case __NR_restart_syscall:
+		/* A poll or select with a timeout that a signal interrupted
+		 * (a stop and continue, say) comes back as this: for a loop
+		 * that waits in them, it is the wait. */
+		return flags & (LW_BPF_WAIT_POLL | LW_BPF_WAIT_SELECT);
 	}
 	return false;
 }
