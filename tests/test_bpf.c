@@ -33,22 +33,28 @@ static const char *const prog_names[] = { "lw_sys_enter", "lw_sys_exit",
 					  "lw_test_enter", "lw_test_exit" };
 
 /* Open the probes or skip the test with the reason. */
-static struct lw_bpf *open_or_skip(__u64 min_ns, bool test_entries)
+static struct lw_bpf *open_opts_or_skip(const struct lw_bpf_opts *o)
 {
-	struct lw_bpf_opts o = { .min_ns = min_ns,
-				 .test_entries = test_entries };
 	struct lw_bpf *b;
 	char why[256];
 	int r;
 
 	if (geteuid() != 0)
 		SKIP("kernel probes need root or CAP_BPF+CAP_PERFMON");
-	r = lw_bpf_open(&b, &o, why, sizeof(why));
+	r = lw_bpf_open(&b, o, why, sizeof(why));
 	if (r == -EPERM || r == -EACCES || r == -ENOSYS || r == -ENOENT)
 		SKIP("BPF is not available here: %s", why);
 	if (r < 0)
 		LWT_FAIL("lw_bpf_open: %s", why);
 	return b;
+}
+
+static struct lw_bpf *open_or_skip(__u64 min_ns, bool test_entries)
+{
+	struct lw_bpf_opts o = { .min_ns = min_ns,
+				 .test_entries = test_entries };
+
+	return open_opts_or_skip(&o);
 }
 
 static __u32 my_tid(void)
@@ -544,16 +550,8 @@ TEST(bpf_ring_buffer_loss_counted)
 				 .ringbuf_bytes = 32 * 1024 };
 	struct collected c = { 0 };
 	struct lw_bpf_stats s;
-	struct lw_bpf *b;
+	struct lw_bpf *b = open_opts_or_skip(&o);
 	char why[256];
-	int r;
-
-	if (geteuid() != 0)
-		SKIP("kernel probes need root or CAP_BPF+CAP_PERFMON");
-	r = lw_bpf_open(&b, &o, why, sizeof(why));
-	if (r == -EPERM || r == -EACCES || r == -ENOSYS || r == -ENOENT)
-		SKIP("BPF is not available here: %s", why);
-	ASSERT_OK(r);
 	ASSERT_OK(lw_bpf_watch(b, my_tid(), LW_BPF_WAIT_EPOLL, 0, why,
 			       sizeof(why)));
 	/* Each slow syscall sends two records: its stack snapshot (16 KiB
