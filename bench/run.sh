@@ -307,6 +307,12 @@ if has_part ring; then
 		run_prog -u LOOPWATCH "$dir/ring_drain_lw" -r 3 &&
 			cp "$tmp/out" "$tmp/drain" && drain_ok=1
 	fi
+	hist_ok=0
+	if need "$dir/hist_lw"; then
+		printf ' hist_lw' >&2
+		run_prog -u LOOPWATCH "$dir/hist_lw" -r 3 &&
+			cp "$tmp/out" "$tmp/hist" && hist_ok=1
+	fi
 	echo >&2
 
 	echo
@@ -454,6 +460,20 @@ if has_part ring; then
 			       ">= 20 M records/s drained:", (cap >= 20 ? "MET                " : "MISSED             "), cap
 		}
 		' "$tmp/drain"
+	fi
+	if [ "$hist_ok" = 1 ]; then
+		echo
+		echo "the agent's aggregation (agent/hist.h, median of 3):"
+		awk '$2 == "records_per_s" { printf "  %-20s %8.1f M records/s\n", $1, $3 / 1e6 }' "$tmp/hist"
+		if [ "$drain_ok" = 1 ]; then
+			cat "$tmp/drain" "$tmp/hist" | awk '
+			$2 == "ns_per_op" { ns[$1] = $3 + 0 }
+			END {
+				r = 1000 / (ns["ring_drain_pure"] + ns["hist_agg_sites1000"])
+				printf "verdict: %-26s %s (%.0f M records/s drained and aggregated, 1000 sites)\n",
+				       ">= 20 M records/s drain+agg:", (r >= 20 ? "MET                " : "MISSED             "), r
+			}'
+		fi
 	fi
 fi
 
