@@ -750,3 +750,36 @@ TEST(examples_http_parser_fuzz)
 		http_parser_free(&p);
 	}
 }
+
+/* `make demo`'s script, as the README's first command runs it: the seed's
+ * example, then loopwatch attached to a running blocky_server names the
+ * callbacks that block its loop (with the kernel probes as root, from the
+ * rings alone otherwise), and not the deferred one. */
+TEST_T(examples_demo_catches_blocking_callbacks, 120)
+{
+	char out[] = "/tmp/lw-demo-XXXXXX", cmd[4096];
+	static char text[1 << 18];
+	int fd = mkstemp(out);
+
+	ASSERT(fd >= 0);
+	close(fd);
+	snprintf(cmd, sizeof(cmd), "bash '%s/tools/demo.sh' '%s' >'%s' 2>&1",
+		 LW_SRC_DIR, lwt_build_path(""), out);
+	int st = system(cmd);
+	fd = open(out, O_RDONLY | O_CLOEXEC);
+	ASSERT(fd >= 0);
+	ssize_t n = read(fd, text, sizeof(text) - 1);
+	close(fd);
+	unlink(out);
+	ASSERT(n > 0);
+	text[n] = '\0';
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+		LWT_FAIL("demo.sh: status %#x:\n%s", st, text);
+	ASSERT(strstr(text, "Through the loop the uploads overlap") != NULL);
+	ASSERT(strstr(text, "attached to PID") != NULL);
+	ASSERT(strstr(text, "callback GET /sleep (") != NULL);
+	ASSERT(strstr(text, "callback GET /cpu (") != NULL);
+	ASSERT(strstr(text, "callback GET /defer") == NULL);
+	if (geteuid() == 0)
+		ASSERT(strstr(text, "nanosleep()") != NULL);
+}
