@@ -4,13 +4,15 @@
  *
  *   loopwatch list                  processes that carry loopwatch rings
  *   loopwatch dump [opts] PID       a process's sites, then its records
- *   loopwatch attach [opts] PID     slow callbacks with their syscalls
+ *   loopwatch attach [opts] PID     slow callbacks and what held them up
+ *   loopwatch run [opts] -- PROG    start PROG and watch it the same way
  *
  * Exit codes: 0 fine, 1 a budget was exceeded (check, later), 2 bad usage
  * or cannot attach.  Errors read "loopwatch: cannot <verb> <noun>: <why>",
  * followed by a hint when there is one.
  */
 #include "attach.h"
+#include "spawn.h"
 #include "loopwatch.h"
 #include "loopwatch_ring.h"
 #include "proc.h"
@@ -25,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -514,9 +517,12 @@ static int cmd_dump(int argc, char **argv)
 
 /* ---- attach ---- */
 
-static int cmd_attach(int argc, char **argv)
+/* The options that attach and run share; with_tid: attach's --tid.
+ * Returns 0 with optind at the operands, -1 after --help, or an exit
+ * status. */
+static int watch_opts(const struct command *cmd, int argc, char **argv,
+		      struct lw_attach_opts *o, int with_tid)
 {
-	const struct command *cmd = find_command("attach");
 	static const struct option opts[] = {
 		{ "duration", required_argument, NULL, 'd' },
 		{ "min-ms", required_argument, NULL, 'm' },
@@ -524,7 +530,6 @@ static int cmd_attach(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct lw_attach_opts o = { .min_ns = 1000000 };
 	long long v;
 	int c;
 
@@ -535,33 +540,103 @@ static int cmd_attach(int argc, char **argv)
 			if (v <= 0)
 				return usage_error(cmd, "bad --duration '%s'",
 						   optarg);
-			o.duration_ns = (uint64_t)v * 1000000000u;
+			o->duration_ns = (uint64_t)v * 1000000000u;
 			break;
 		case 'm':
 			v = parse_uint(optarg, 3600000);
 			if (v <= 0)
 				return usage_error(cmd, "bad --min-ms '%s'",
 						   optarg);
-			o.min_ns = (uint64_t)v * 1000000u;
+			o->min_ns = (uint64_t)v * 1000000u;
 			break;
 		case 't':
+			if (!with_tid)
+				return usage_error(cmd, "unknown option");
 			v = parse_uint(optarg, INT_MAX);
 			if (v <= 0)
 				return usage_error(cmd, "bad --tid '%s'",
 						   optarg);
-			o.tid = (pid_t)v;
+			o->tid = (pid_t)v;
 			break;
 		case 'h':
 			print_command_help(cmd);
-			return 0;
+			return -1;
 		default:
 			return usage_error(cmd, "unknown option");
 		}
 	}
+	return 0;
+}
+
+static int cmd_attach(int argc, char **argv)
+{
+	const struct command *cmd = find_command("attach");
+	struct lw_attach_opts o = { .min_ns = 1000000 };
+	int r = watch_opts(cmd, argc, argv, &o, 1);
+
+	if (r != 0)
+		return r < 0 ? 0 : r;
 	int bad = pid_operand(cmd, argc, argv, &o.pid);
 	if (bad)
 		return bad;
 	return lw_attach_run(&o);
+}
+
+/* ---- run ---- */
+
+static int cmd_run(int argc, char **argv)
+{
+	const struct command *cmd = find_command("run");
+	struct lw_attach_opts o = { .min_ns = 1000000 };
+	char why[512];
+	int r = watch_opts(cmd, argc, argv, &o, 0);
+
+	if (r != 0)
+		return r < 0 ? 0 : r;
+	if (optind >= argc)
+		return usage_error(cmd, "no program to run");
+	const char *prog = argv[optind];
+	pid_t pid = lw_spawn(argv + optind, why, sizeof(why));
+	if (pid < 0) {
+		fprintf(stderr, "loopwatch: %s\n", why);
+		fprintf(stderr, "loopwatch: hint: check the program's path "
+				"and permissions\n");
+		return EXIT_USAGE;
+	}
+	/* Its loop appears when it has set itself up: the rings at its
+	 * first lw_loop_new, an event wait for a foreign loop. */
+	r = lw_spawn_wait_loop(pid, 5000);
+	if (r == 0)
+		fprintf(stderr,
+			"loopwatch: %s has no loop after 5 s (no loopwatch "
+			"ring, no thread in an event wait)\n",
+			prog);
+	o.pid = pid;
+	int rc = r == -ESRCH ? 0 : lw_attach_run(&o);
+	/* The watch is over: a program still running (the duration ended,
+	 * or it could not be watched) is stopped, as timeout(1) would. */
+	int status = 0, stopped = 0;
+	if (waitpid(pid, &status, WNOHANG) == 0) {
+		kill(pid, SIGTERM);
+		stopped = 1;
+		waitpid(pid, &status, 0);
+	}
+	if (rc != 0)
+		return rc;
+	if (stopped)
+		return 0;
+	if (WIFEXITED(status)) {
+		if (WEXITSTATUS(status) != 0)
+			fprintf(stderr, "loopwatch: %s exited with status %d\n",
+				prog, WEXITSTATUS(status));
+		return WEXITSTATUS(status);
+	}
+	if (WIFSIGNALED(status)) {
+		fprintf(stderr, "loopwatch: %s was killed by signal %d (%s)\n",
+			prog, WTERMSIG(status), strsignal(WTERMSIG(status)));
+		return 128 + WTERMSIG(status);
+	}
+	return 0;
 }
 
 /* ---- dispatch ---- */
@@ -594,25 +669,49 @@ static const struct command commands[] = {
 	  "  -h, --help          this text\n\n"
 	  "Exit status: 0 fine, 2 bad usage or cannot attach.\n" },
 	{ "attach", cmd_attach, "[--duration S] [--min-ms N] [--tid TID] PID",
-	  "name the syscalls that held up a process's slow callbacks",
-	  "Watches the loop threads of PID (the threads of its loopwatch "
-	  "rings, and\n"
-	  "TID) with kernel probes and joins their slow syscalls with the "
-	  "callbacks\n"
-	  "that the rings record: each slow callback is printed with the "
-	  "syscalls\n"
-	  "inside it, their fds and user stacks; slow syscalls outside any "
-	  "callback\n"
-	  "are printed as such.  A summary per site ends the report.  "
-	  "Without the\n"
-	  "kernel probes (not root) it goes on with the rings alone.  Stops "
-	  "on\n"
-	  "Ctrl-C, when PID exits, or after S seconds.\n\n"
+	  "name what held up a running process's slow callbacks",
+	  "Watches the loop threads of PID: the threads of its loopwatch "
+	  "rings; without\n"
+	  "rings, the threads that wait in epoll, poll, select or io_uring "
+	  "(or TID),\n"
+	  "whose loop iterations then stand for the callbacks.  As root, "
+	  "kernel probes\n"
+	  "add to each slow callback the slow syscalls inside it (with the "
+	  "time it\n"
+	  "spent off CPU), off-CPU time outside syscalls, and stack samples "
+	  "when it\n"
+	  "ran on CPU, all with symbolized user stacks; and they count the "
+	  "calls that\n"
+	  "can block (file I/O, fsync, sleeps, futex waits) per callback, "
+	  "even when\n"
+	  "fast.  A summary per site ends the report.  Without the kernel "
+	  "probes (not\n"
+	  "root) it goes on with the rings alone.  Stops on Ctrl-C, when PID "
+	  "exits,\n"
+	  "or after S seconds.\n\n"
 	  "  -d, --duration S    stop after S seconds\n"
 	  "  -m, --min-ms N      slow means at least N ms (1)\n"
-	  "  -t, --tid TID       watch thread TID too (a loop without rings)\n"
+	  "  -t, --tid TID       watch thread TID as a loop thread\n"
 	  "  -h, --help          this text\n\n"
 	  "Exit status: 0 fine, 2 bad usage or cannot attach.\n" },
+	{ "run", cmd_run, "[--duration S] [--min-ms N] -- PROGRAM [ARGS...]",
+	  "start a program and watch it as attach does",
+	  "Starts PROGRAM (searched in PATH) with ARGS, waits until it has a "
+	  "loop (a\n"
+	  "loopwatch ring, or a thread in an event wait; up to 5 s), and "
+	  "watches it\n"
+	  "as `loopwatch attach` does until it exits.  With --duration, "
+	  "PROGRAM is\n"
+	  "sent SIGTERM when the time is up.  It shares loopwatch's terminal: "
+	  "Ctrl-C\n"
+	  "reaches both.\n\n"
+	  "  -d, --duration S    stop watching after S seconds, and stop "
+	  "PROGRAM\n"
+	  "  -m, --min-ms N      slow means at least N ms (1)\n"
+	  "  -h, --help          this text\n\n"
+	  "Exit status: PROGRAM's (128+N when a signal N killed it; 0 when "
+	  "stopped by\n"
+	  "--duration), 2 when it could not be started or watched.\n" },
 };
 
 static const struct command *find_command(const char *name)
