@@ -281,30 +281,6 @@ static char *fmt_from(const char *name, size_t lineno)
 	return d;
 }
 
-/* A token as an error quotes it: printable ASCII, other bytes as \xHH, cut
- * with "..." past 40 bytes. */
-static void show(const char *s, size_t len, char *out, size_t outlen)
-{
-	size_t o = 0;
-
-	for (size_t i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if (i >= 40 || o + 8 >= outlen) {
-			if (o + 4 <= outlen) {
-				memcpy(out + o, "...", 3);
-				o += 3;
-			}
-			break;
-		}
-		if (c >= 0x20 && c < 0x7f)
-			out[o++] = (char)c;
-		else
-			o += (size_t)snprintf(out + o, outlen - o, "\\x%02x",
-					      c);
-	}
-	out[o] = '\0';
-}
-
 static int fail(struct pctx *pc, size_t pos, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
@@ -386,7 +362,7 @@ static int trailing(struct pctx *pc, const char *what)
 	n = word(pc, &start);
 	if (n == 0)
 		n = 1; /* a stray '"' */
-	show(pc->s + start, n, q, sizeof(q));
+	lw_why_quote(pc->s + start, n, q, sizeof(q));
 	return fail(pc, start,
 		    "unexpected '%s' after %s (a comment starts with #)", q,
 		    what);
@@ -428,7 +404,7 @@ static int value_percent(struct pctx *pc, const char *key, uint64_t *out)
 		*out = LW_BUDGET_NONE;
 		return 0;
 	}
-	show(t, n, q, sizeof(q));
+	lw_why_quote(t, n, q, sizeof(q));
 	if (t[0] == '-')
 		return fail(pc, start,
 			    "%s: bad percentage '%s': negative (0%% to 100%%)",
@@ -517,7 +493,7 @@ static int quoted_glob(struct pctx *pc, const char *what, char **out)
 						       : '\0';
 			if (e != '"' && e != '\\') {
 				char q[16];
-				show(&e, e != '\0', q, sizeof(q));
+				lw_why_quote(&e, e != '\0', q, sizeof(q));
 				free(g);
 				free(at);
 				return fail(pc, pc->pos,
@@ -614,7 +590,7 @@ static int parse_site(lw_budget_t *b, struct pctx *pc)
 			rc = value_duration(pc, "max", &r.max_ns);
 			r.has_max = 1;
 		} else {
-			show(w, n, q, sizeof(q));
+			lw_why_quote(w, n, q, sizeof(q));
 			rc = fail(pc, start,
 				  "unknown site limit '%s' (use p99 or max)",
 				  q);
@@ -667,7 +643,7 @@ static int parse_allow(lw_budget_t *b, struct pctx *pc)
 			      (i > 0 && c >= '0' && c <= '9')) ||
 			    n > 32) {
 				char q[64];
-				show(pc->s + start, n, q, sizeof(q));
+				lw_why_quote(pc->s + start, n, q, sizeof(q));
 				return fail(pc, start,
 					    "bad syscall name '%s' (lower-case "
 					    "letters, digits and _, like "
@@ -736,7 +712,7 @@ static int parse_line(lw_budget_t *b, struct pctx *pc,
 		const char *w = pc->s + start, *eq = memchr(w, '=', n);
 		size_t best = 99, bk = 0;
 
-		show(w, n, q, sizeof(q));
+		lw_why_quote(w, n, q, sizeof(q));
 		if (n == 0)
 			return fail(pc, start,
 				    "expected a key (like callback.max) at "
@@ -745,7 +721,7 @@ static int parse_line(lw_budget_t *b, struct pctx *pc,
 			size_t kn = (size_t)(eq - w), vn = n - kn - 1;
 			char vq[64];
 
-			show(eq + 1, vn, vq, sizeof(vq));
+			lw_why_quote(eq + 1, vn, vq, sizeof(vq));
 			for (int j = 0; j < K_NKEYS; j++)
 				if (strlen(key_names[j]) == kn &&
 				    memcmp(key_names[j], w, kn) == 0)
@@ -981,7 +957,7 @@ int lw_budget_set(lw_budget_t *b, const char *key, const char *value, char *why,
 	char *line;
 	int rc;
 
-	show(key, kl, kq, sizeof(kq));
+	lw_why_quote(key, kl, kq, sizeof(kq));
 	if (kl + vl + 1 > LW_BUDGET_LINE_MAX) {
 		lw_why(why, whylen, "flag %s: longer than %d bytes", kq,
 		       LW_BUDGET_LINE_MAX);
@@ -1030,7 +1006,7 @@ int lw_budget_set_flag(lw_budget_t *b, const char *kv, char *why, size_t whylen)
 	size_t kl;
 
 	if (eq == NULL || eq == kv) {
-		show(kv, strlen(kv), q, sizeof(q));
+		lw_why_quote(kv, strlen(kv), q, sizeof(q));
 		lw_why(why, whylen,
 		       "flag '%s': expected KEY=VALUE (like "
 		       "callback.max=50ms)",
@@ -1039,7 +1015,7 @@ int lw_budget_set_flag(lw_budget_t *b, const char *kv, char *why, size_t whylen)
 	}
 	kl = (size_t)(eq - kv);
 	if (kl >= sizeof(key)) {
-		show(kv, kl, q, sizeof(q));
+		lw_why_quote(kv, kl, q, sizeof(q));
 		lw_why(why, whylen, "flag '%s': not a key", q);
 		return -EINVAL;
 	}

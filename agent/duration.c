@@ -26,28 +26,6 @@ static const struct unit {
 
 #define UNITS_HINT "ns, us, ms, s, m, h"
 
-/* The input as the reason quotes it: printable ASCII kept, other bytes as
- * \xHH, cut with "..." so that a hostile line cannot make the reason long. */
-static void show(const char *s, size_t len, char *out, size_t outlen)
-{
-	size_t o = 0;
-
-	for (size_t i = 0; i < len && o + 8 < outlen; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if (o + 12 >= outlen || i >= 40) {
-			memcpy(out + o, "...", 3);
-			o += 3;
-			break;
-		}
-		if (c >= 0x20 && c < 0x7f)
-			out[o++] = (char)c;
-		else
-			o += (size_t)snprintf(out + o, outlen - o, "\\x%02x",
-					      c);
-	}
-	out[o] = '\0';
-}
-
 static int is_digit(char c)
 {
 	return c >= '0' && c <= '9';
@@ -61,7 +39,7 @@ int lw_duration_parse(const char *s, size_t len, uint64_t *ns, char *why,
 	size_t i = 0, fdigits = 0;
 	int all_zero = 1;
 
-	show(s, len, q, sizeof(q));
+	lw_why_quote(s, len, q, sizeof(q));
 	if (len == 0) {
 		lw_why(why, whylen, "empty duration (write one like 50ms)");
 		return -EINVAL;
@@ -129,7 +107,7 @@ int lw_duration_parse(const char *s, size_t len, uint64_t *ns, char *why,
 	}
 	{
 		char uq[64];
-		show(s + i, len - i, uq, sizeof(uq));
+		lw_why_quote(s + i, len - i, uq, sizeof(uq));
 		lw_why(why, whylen,
 		       "bad duration '%s': unknown unit '%s' (use " UNITS_HINT
 		       ")",
