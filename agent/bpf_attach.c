@@ -86,16 +86,6 @@ static double ms(uint64_t ns)
 	return (double)ns / 1e6;
 }
 
-static const char *sysname(uint32_t nr, char *buf, size_t len)
-{
-	const char *n = lw_kev_syscall_name(nr);
-
-	if (n != NULL)
-		return n;
-	snprintf(buf, len, "syscall %" PRIu32, nr);
-	return buf;
-}
-
 static volatile sig_atomic_t stop_signal;
 
 static void on_signal(int sig)
@@ -693,8 +683,8 @@ static void print_blocking(struct state *st)
 		const char *kind = lw_kev_fd_kind_name(r->fd_kind);
 		char call[96];
 		snprintf(call, sizeof(call), "%s%s%s%s",
-			 sysname(r->nr, nb, sizeof(nb)), kind[0] ? " (" : "",
-			 kind, kind[0] ? ")" : "");
+			 lw_kev_syscall_label(r->nr, nb, sizeof(nb)),
+			 kind[0] ? " (" : "", kind, kind[0] ? ")" : "");
 		fprintf(st->out,
 			"  %-24s %-28s x%-6" PRIu64
 			" total %.3f ms, max %.3f ms, at %s\n",
@@ -777,7 +767,8 @@ static void print_summary(struct state *st)
 		const char *sep = "; in ";
 		for (size_t k = 0; k < s->nsys; k++) {
 			fprintf(st->out, "%s%s x%" PRIu64 " %.1f ms", sep,
-				sysname(s->sys[k].nr, nb, sizeof(nb)),
+				lw_kev_syscall_label(s->sys[k].nr, nb,
+						     sizeof(nb)),
 				s->sys[k].count, ms(s->sys[k].total_ns));
 			sep = ", ";
 		}

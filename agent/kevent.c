@@ -93,6 +93,16 @@ const char *lw_kev_syscall_name(uint32_t nr)
 	return NULL;
 }
 
+const char *lw_kev_syscall_label(uint32_t nr, char *buf, size_t len)
+{
+	const char *n = lw_kev_syscall_name(nr);
+
+	if (n != NULL)
+		return n;
+	snprintf(buf, len, "syscall %" PRIu32, nr);
+	return buf;
+}
+
 const char *lw_kev_fd_kind_name(uint32_t k)
 {
 	static const char *const names[] = {
@@ -112,13 +122,9 @@ const char *lw_kev_fd_kind_name(uint32_t k)
 void lw_kev_format_call(const lw_join_event_t *e, char *buf, size_t len)
 {
 	const struct lw_bpf_syscall_event *ev = &e->u.sys;
-	const char *name = lw_kev_syscall_name(ev->nr);
 	char nbuf[32];
+	const char *name = lw_kev_syscall_label(ev->nr, nbuf, sizeof(nbuf));
 
-	if (name == NULL) {
-		snprintf(nbuf, sizeof(nbuf), "syscall %" PRIu32, ev->nr);
-		name = nbuf;
-	}
 	if (ev->fd < 0)
 		snprintf(buf, len, "%s()", name);
 	else if (e->fd_path[0] == '/')

@@ -19,6 +19,10 @@
 /* The x86-64 name of syscall nr, or NULL for one outside the table. */
 const char *lw_kev_syscall_name(uint32_t nr);
 
+/* The name of syscall nr, or "syscall N" (written into buf) for one outside
+ * the table. */
+const char *lw_kev_syscall_label(uint32_t nr, char *buf, size_t len);
+
 /* "regular file", "socket", ... for an LW_BPF_FD_* kind; "" for NONE. */
 const char *lw_kev_fd_kind_name(uint32_t kind);
 

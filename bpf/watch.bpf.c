@@ -239,13 +239,11 @@ enum block_class {
 	BLOCK_ALWAYS, /* fsync and kin, sleeps, futex waits */
 	BLOCK_IO, /* I/O: blocks on a file, or on a blocking fd */
 	BLOCK_CONNECT, /* blocks unless the socket is nonblocking */
+	BLOCK_ARGS, /* depends on the arguments: see block_by_args() */
 };
 
-static __always_inline enum block_class block_class(__u32 nr, __u64 arg1,
-						    __u64 arg2)
+static __always_inline enum block_class block_class(__u32 nr)
 {
-	__u32 op;
-
 	switch (nr) {
 	case __NR_fsync:
 	case __NR_fdatasync:
@@ -268,16 +266,8 @@ static __always_inline enum block_class block_class(__u32 nr, __u64 arg1,
 		 * wait, e.g. a resolver's, blocks the loop. */
 		return BLOCK_ALWAYS;
 	case __NR_poll:
-		/* poll(fds, nfds, timeout): blocks unless timeout is 0. */
-		return (int)arg2 != 0 ? BLOCK_ALWAYS : BLOCK_NO;
 	case __NR_futex:
-		op = (__u32)arg1 & LW_FUTEX_CMD_MASK;
-		return op == LW_FUTEX_WAIT || op == LW_FUTEX_LOCK_PI ||
-				       op == LW_FUTEX_WAIT_BITSET ||
-				       op == LW_FUTEX_WAIT_REQUEUE_PI ||
-				       op == LW_FUTEX_LOCK_PI2
-			       ? BLOCK_ALWAYS
-			       : BLOCK_NO;
+		return BLOCK_ARGS;
 	case __NR_read:
 	case __NR_write:
 	case __NR_pread64:
@@ -306,6 +296,25 @@ static __always_inline enum block_class block_class(__u32 nr, __u64 arg1,
 		return BLOCK_CONNECT;
 	}
 	return BLOCK_NO;
+}
+
+/* The class of a BLOCK_ARGS call, from its first three arguments. */
+static __always_inline enum block_class block_by_args(__u32 nr,
+						      const __u64 *args)
+{
+	__u32 op;
+
+	if (nr == __NR_poll)
+		/* poll(fds, nfds, timeout): blocks unless timeout is 0. */
+		return (int)args[2] != 0 ? BLOCK_ALWAYS : BLOCK_NO;
+	/* futex(uaddr, op, ...): the operations that wait. */
+	op = (__u32)args[1] & LW_FUTEX_CMD_MASK;
+	return op == LW_FUTEX_WAIT || op == LW_FUTEX_LOCK_PI ||
+			       op == LW_FUTEX_WAIT_BITSET ||
+			       op == LW_FUTEX_WAIT_REQUEUE_PI ||
+			       op == LW_FUTEX_LOCK_PI2
+		       ? BLOCK_ALWAYS
+		       : BLOCK_NO;
 }
 
 /* Whether a call of class c on an fd of this kind could have blocked. */
@@ -567,9 +576,8 @@ static __always_inline int on_exit(void *ctx, struct pt_regs *regs, long ret)
 		return 0;
 	}
 
-	bc = block_class(nr, 0, 0);
-	if (bc != BLOCK_NO || dur >= min_ns || nr == __NR_futex ||
-	    nr == __NR_poll) {
+	bc = block_class(nr);
+	if (bc != BLOCK_NO || dur >= min_ns) {
 		/* The registers saved at entry, through the task: a trusted
 		 * pointer, plain loads (the tracepoint's own regs argument
 		 * is one only for tp_btf, not for the raw_tp twins). */
@@ -584,7 +592,8 @@ static __always_inline int on_exit(void *ctx, struct pt_regs *regs, long ret)
 			if (s)
 				s->arg_faults++;
 		}
-		bc = block_class(nr, args[1], args[2]);
+		if (bc == BLOCK_ARGS)
+			bc = block_by_args(nr, args);
 	}
 	if (has_fd_arg(nr) && (bc != BLOCK_NO || dur >= min_ns))
 		kind = fd_info((int)args[0], &fd_flags);
