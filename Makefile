@@ -121,7 +121,8 @@ endif
 BPF_LIBS := $(shell pkg-config --libs libbpf libelf 2>/dev/null || echo -lbpf -lelf) -lz
 # The agent's and tests' objects that include a skeleton.
 BPF_USERS := $(BUILD)/obj/agent/bpf_load.o $(BUILD)/obj/agent/bpf_attach.o \
-	$(BUILD)/obj/tests/test_bpf.o
+	$(BUILD)/obj/tests/test_bpf.o $(BUILD)/obj/agent/bpf_snap.o \
+	$(BUILD)/obj/tests/test_snap.o
 
 DEPS_OK := $(BUILD)/.deps-ok
 

@@ -1,34 +1,48 @@
 /*
- * bpf_attach.c - `loopwatch attach`: the rings say which callback ran when and
- * for how long; the kernel probes say what the loop thread did meanwhile:
- * the syscalls that were slow, the time it spent off CPU, the stacks it was
- * sampled in, and the calls that can block even when they were fast.
- * Joined by time (both sides are CLOCK_MONOTONIC), they say what each slow
- * callback was waiting for or computing.  A loop thread without rings (a
- * program that never linked libloopwatch, found by its waits or named with
- * --tid) is watched the same way, one loop iteration (a busy span between
- * two waits) standing for the callback.
+ * bpf_attach.c - the agent's watch of one process (attach.h).  The rings
+ * say which callback ran when and for how long; the kernel probes say what
+ * the loop thread did meanwhile: the syscalls that were slow, the time it
+ * spent off CPU, the stacks it was sampled in, and the calls that can
+ * block even when they were fast.  Joined by time (both sides are
+ * CLOCK_MONOTONIC), they say what each slow callback was waiting for or
+ * computing.  A loop thread without rings (a program that never linked
+ * libloopwatch, found by its waits or named with --tid) is watched the same
+ * way, one loop iteration (a busy span between two waits) standing for the
+ * callback.
+ *
+ * Everything joined becomes an item of the recording's vocabulary
+ * (lw_rec_*: loop, site, callback, kevent, counters, blocking): the model
+ * aggregates the items, and `record` writes the same items to its file, so
+ * `report` rebuilds the very model the live run had.
  *
  * One thread does everything, alternately: wait up to a tick for kernel
  * events (buffered in the join), read the rings, take the kernel events
- * published meanwhile, then hand each slow record the events it contains
- * and expire the events no record will claim.  Reading the rings before
- * the last poll of a tick matters: a syscall's event is sent before its
+ * published meanwhile, then hand each record the events it contains and
+ * expire the events no record will claim.  Reading the rings before the
+ * last poll of a tick matters: a syscall's event is sent before its
  * callback ends, so every event of a record we hold is in the ring buffer
  * by then.  A span's events are always in the ring buffer before the span.
+ * Each tick also looks at every loop's current-callback slot, to report a
+ * callback that is stuck while it still runs.
  */
 #include "attach.h"
 #include "bpf_load.h"
+#include "bpf_snap.h"
 
+#include "check.h"
 #include "join.h"
+#include "json.h"
 #include "kevent.h"
 #include "loopwatch.h"
 #include "proc.h"
+#include "recording.h"
+#include "report.h"
 #include "ring_reader.h"
 #include "symbolize.h"
 #include "threads.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stddef.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -46,11 +60,17 @@
 /* Buffered events; drop-oldest beyond.  A 1 s CPU-bound stall sends 250
  * samples at the default 4 ms. */
 #define JOIN_CAP 2048
-#define SITE_SYSCALLS 8 /* distinct syscalls remembered per site */
-#define RECS_MAX 4096 /* ring records read per loop and tick */
+/* Ring records read per loop and tick: at a million callbacks a second a
+ * 10 ms tick brings 10,000; the bound keeps a runaway writer from starving
+ * the kernel events, and the default ring (65,536) holds 6 ticks more. */
+#define RECS_MAX 32768
+#define RECS_CHUNK 4096
 #define SAMPLE_GROUPS 16 /* distinct sampled stacks told apart per stall */
 #define SAMPLE_SHOWN 2 /* of which shown */
 #define MAX_DETECTED 16 /* loop threads taken from detection */
+#define COUNTERS_NS (100ull * 1000000) /* loop counters read this often */
+#define BLOCKING_NS (5ull * 1000000000) /* the kernel table, when recording */
+#define PROGRESS_NS (1ull * 1000000000) /* record's progress line */
 
 /* ---- small helpers ---- */
 
@@ -64,20 +84,17 @@ static void *xcalloc(size_t n, size_t size)
 	return p;
 }
 
-static void *xrealloc(void *p, size_t size)
-{
-	p = realloc(p, size);
-	if (p == NULL) {
-		fprintf(stderr, "loopwatch: cannot allocate memory\n");
-		exit(EXIT_USAGE);
-	}
-	return p;
-}
-
 static uint64_t now_ns(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t real_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
@@ -95,60 +112,40 @@ static void on_signal(int sig)
 
 /* ---- state ---- */
 
-/* Totals of one syscall within one site. */
-struct site_sys {
-	uint32_t nr;
-	uint64_t count, total_ns;
-};
-
-/* The summary of one site of one loop (site 0 of a loop without rings:
- * its iterations). */
-struct site_sum {
-	size_t loop; /* index into st->loops */
-	uint32_t site;
-	char name[LW_RING_NAME_MAX + 64];
-	uint64_t count, total_ns, max_ns;
-	uint64_t samples, offcpu_ns;
-	struct site_sys sys[SITE_SYSCALLS];
-	size_t nsys;
-};
-
 /* A loop thread: one with a ring, or one without (ring NULL) whose busy
  * spans the kernel reports. */
 struct loop {
+	uint32_t id; /* the recording's and the model's loop id, 1-based */
 	lw_rr_ring_t *ring;
 	lw_rr_cursor_t cur;
 	uint32_t tid; /* 0 until the ring names its thread */
 	uint32_t flags; /* what it is watched with (LW_BPF_WAIT_*, ...) */
 	char comm[16];
 	uint64_t lost_reported;
-};
-
-/* One line of the blocking-calls table. */
-struct block_row {
-	char where[LW_RING_NAME_MAX + 64]; /* the site, or the thread */
-	uint32_t nr, fd_kind;
-	uint64_t calls, total_ns, max_ns;
-	char at[256]; /* the first caller outside libc */
-	char *stack; /* a sample: the first stack counted, formatted */
+	uint8_t *site_sent; /* per site id: its site item was emitted */
+	uint32_t site_cap;
+	uint64_t stuck_start; /* the stuck callback already told, by start */
 };
 
 struct state {
 	const struct lw_attach_opts *o;
-	FILE *out;
+	FILE *say; /* status lines: the report, or stderr beside JSON */
+	FILE *ev; /* slow callbacks as they come; NULL: not told */
 	lw_rr_proc_t *p;
 	struct lw_bpf *bpf; /* NULL: rings alone */
+	lw_snap_t *snap; /* stacks of stuck threads; NULL: none */
+	int snap_tried;
+	char kprobes_why[256];
 	lw_kev_sym_t ks; /* ks.sym NULL: raw addresses */
 	lw_join_t *join;
 	struct loop *loops;
 	size_t nloops, loops_cap;
-	struct site_sum *sites;
-	size_t nsites, sites_cap;
-	struct block_row *rows;
-	size_t nrows, rows_cap;
+	lw_model_t *model;
+	lw_rec_writer_t *rec; /* NULL unless recording */
+	uint64_t json_seq;
 	uint64_t outside; /* events outside any callback */
-	uint64_t samples_unclaimed; /* samples in no slow callback */
 	uint64_t lost_reported; /* kernel events lost, as last said */
+	uint64_t kernel_lost;
 	lw_join_event_t buf[JOIN_CAP];
 	struct lw_ring_record recs[RECS_MAX];
 };
@@ -166,11 +163,17 @@ static struct loop *add_loop(struct state *st)
 {
 	if (st->nloops == st->loops_cap) {
 		st->loops_cap = st->loops_cap ? 2 * st->loops_cap : 8;
-		st->loops =
-			xrealloc(st->loops, st->loops_cap * sizeof(*st->loops));
+		struct loop *n =
+			realloc(st->loops, st->loops_cap * sizeof(*st->loops));
+		if (n == NULL) {
+			fprintf(stderr, "loopwatch: cannot allocate memory\n");
+			exit(EXIT_USAGE);
+		}
+		st->loops = n;
 	}
 	struct loop *l = &st->loops[st->nloops++];
 	memset(l, 0, sizeof(*l));
+	l->id = (uint32_t)st->nloops;
 	return l;
 }
 
@@ -198,53 +201,228 @@ static const char *thread_label(const struct loop *l, char *buf, size_t len)
 	return buf;
 }
 
-static struct site_sum *site_sum(struct state *st, size_t loop, uint32_t site)
+/* ---- the joined stream: to the model, and to the recording ---- */
+
+static void rec_failed(struct state *st)
 {
-	for (size_t i = 0; i < st->nsites; i++)
-		if (st->sites[i].loop == loop && st->sites[i].site == site)
-			return &st->sites[i];
-	if (st->nsites == st->sites_cap) {
-		st->sites_cap = st->sites_cap ? 2 * st->sites_cap : 16;
-		st->sites =
-			xrealloc(st->sites, st->sites_cap * sizeof(*st->sites));
-	}
-	struct site_sum *s = &st->sites[st->nsites++];
-	memset(s, 0, sizeof(*s));
-	s->loop = loop;
-	s->site = site;
-	if (st->loops[loop].ring != NULL) {
-		site_label(st->loops[loop].ring, site, s->name,
-			   sizeof(s->name));
-	} else {
-		char t[64];
-		snprintf(s->name, sizeof(s->name), "%s iterations",
-			 thread_label(&st->loops[loop], t, sizeof(t)));
-	}
-	return s;
+	fprintf(stderr, "loopwatch: cannot write the recording %s: %s\n",
+		st->o->record_path, lw_rec_writer_why(st->rec));
+	stop_signal = SIGTERM;
 }
 
-static void count_sys(struct site_sum *s, const struct lw_bpf_syscall_event *ev)
+/* One item of the joined stream: to the model, and to the recording. */
+static void emit(struct state *st, const lw_rec_item_t *it)
 {
-	size_t i;
-
-	for (i = 0; i < s->nsys; i++)
-		if (s->sys[i].nr == ev->nr)
-			break;
-	if (i == s->nsys) {
-		if (s->nsys == SITE_SYSCALLS)
-			return;
-		s->sys[s->nsys++] = (struct site_sys){ .nr = ev->nr };
-	}
-	s->sys[i].count++;
-	s->sys[i].total_ns += ev->duration_ns;
+	lw_model_item(st->model, it);
+	if (st->rec && lw_rec_write_item(st->rec, it) < 0)
+		rec_failed(st);
 }
 
+static void emit_loop(struct state *st, const struct loop *l)
+{
+	char t[64];
+	lw_rec_loop_t rl = {
+		.id = l->id,
+		.tid = (int32_t)l->tid,
+		.ring_capacity = l->ring ? lw_rr_capacity(l->ring) : 0,
+		.flags = l->ring ? lw_rr_flags(l->ring) : 0,
+		.name = l->ring ? lw_rr_name(l->ring)
+				: thread_label(l, t, sizeof(t)),
+	};
+	emit(st, &(lw_rec_item_t){ .type = LW_REC_LOOP, .u.loop = rl });
+}
+
+/* A site's item, the first time one of its callbacks comes: its name and
+ * its function, symbolized while the target lives. */
+static void emit_site(struct state *st, struct loop *l, uint32_t id)
+{
+	lw_rr_site_t s;
+	char func[512] = "";
+
+	if (id == 0 || l->ring == NULL)
+		return;
+	if (l->site_sent == NULL) {
+		l->site_cap = lw_rr_site_capacity(l->ring) + 1;
+		l->site_sent = xcalloc(l->site_cap, 1);
+	}
+	if (id >= l->site_cap || l->site_sent[id])
+		return;
+	if (lw_rr_site(l->ring, id, &s) < 0)
+		return; /* not readable yet: site#N until it is */
+	l->site_sent[id] = 1;
+	if (st->ks.sym != NULL && s.fn != 0) {
+		lw_sym_frame_t f;
+		if (lw_sym_lookup(st->ks.sym, s.fn, 0, &f) == 0)
+			lw_sym_format(&f, func, sizeof(func));
+	}
+	lw_rec_site_t rs = {
+		.loop_id = l->id,
+		.site_id = id,
+		.kind = s.kind,
+		.fn = s.fn,
+		.name = s.name,
+		.func = func,
+	};
+	emit(st, &(lw_rec_item_t){ .type = LW_REC_SITE, .u.site = rs });
+}
+
+static void emit_callback(struct state *st, struct loop *l,
+			  const struct lw_ring_record *r)
+{
+	lw_rec_callback_t c = {
+		.loop_id = l->id,
+		.site_id = r->site,
+		.kind = r->kind,
+		.flags = r->flags,
+		.lateness_ns = r->lateness_ns,
+		.start_ns = r->start_ns,
+		.duration_ns = r->duration_ns,
+	};
+	emit_site(st, l, r->site);
+	emit(st, &(lw_rec_item_t){ .type = LW_REC_CALLBACK, .u.callback = c });
+}
+
+/* Split "  #0 frame\n  #1 frame\n" into frames (pointing into buf, which
+ * is modified); lines that are not frames (a note that the stack was cut)
+ * are left out, and set *cut. */
+static uint32_t split_frames(char *buf, const char **frames, uint32_t max,
+			     int *cut)
+{
+	uint32_t n = 0;
+
+	for (char *s = buf; s && *s;) {
+		char *eol = strchr(s, '\n');
+		if (eol)
+			*eol = '\0';
+		char *p = s + strspn(s, " ");
+		if (*p == '#' && n < max) {
+			p += 1 + strspn(p + 1, "0123456789");
+			frames[n++] = p + strspn(p, " ");
+		} else if (*p != '\0') {
+			*cut = 1;
+		}
+		s = eol ? eol + 1 : NULL;
+	}
+	return n;
+}
+
+/* A joined kernel event, attributed to site (0: outside callbacks, or the
+ * iteration of a loop without rings).  Leaves e->stack alone. */
+static void emit_kevent(struct state *st, const struct loop *l, uint32_t site,
+			const lw_join_event_t *e)
+{
+	const char *frames[LW_REC_FRAMES_MAX];
+	char *copy = e->stack ? strdup(e->stack) : NULL;
+	int cut = 0;
+	lw_rec_kevent_t k = {
+		.loop_id = l->id,
+		.site_id = site,
+		.kind = e->h.kind,
+		.tid = (int32_t)e->h.tid,
+		.start_ns = e->h.start_ns,
+		.duration_ns = e->h.duration_ns,
+		.fd = -1,
+		.syscall = "",
+		.fd_path = e->fd_path,
+		.frames = frames,
+	};
+
+	if (e->h.kind == LW_BPF_EV_SYSCALL) {
+		char nb[32];
+		const struct lw_bpf_syscall_event *sc = &e->u.sys;
+		k.nr = sc->nr;
+		k.fd = sc->fd;
+		k.fd_kind = sc->fd_kind;
+		k.ret = sc->ret;
+		k.off_cpu_ns = sc->off_cpu_ns;
+		k.preempt_ns = sc->preempt_ns;
+		k.syscall = lw_kev_syscall_label(sc->nr, nb, sizeof(nb));
+		if (sc->fd_flags & LW_BPF_FDF_NONBLOCK)
+			k.flags |= LW_REC_KEV_NONBLOCK;
+		k.nframes = copy ? split_frames(copy, frames, LW_REC_FRAMES_MAX,
+						&cut)
+				 : 0;
+		if (cut)
+			k.flags |= LW_REC_KEV_STACK_CUT;
+		emit(st,
+		     &(lw_rec_item_t){ .type = LW_REC_KEVENT, .u.kevent = k });
+		free(copy);
+		return;
+	}
+	if (e->h.kind == LW_BPF_EV_OFFCPU) {
+		if (e->u.off.flags & LW_BPF_OFF_PREEMPTED)
+			k.flags |= LW_REC_KEV_PREEMPTED;
+		if (e->u.off.flags & LW_BPF_OFF_IN_SYSCALL)
+			k.flags |= LW_REC_KEV_IN_SYSCALL;
+		k.off_cpu_ns = e->h.duration_ns;
+	} else if (e->h.kind == LW_BPF_EV_SAMPLE) {
+		k.span_start_ns = e->u.smp.span_start_ns;
+	}
+	k.nframes =
+		copy ? split_frames(copy, frames, LW_REC_FRAMES_MAX, &cut) : 0;
+	if (cut)
+		k.flags |= LW_REC_KEV_STACK_CUT;
+	emit(st, &(lw_rec_item_t){ .type = LW_REC_KEVENT, .u.kevent = k });
+	free(copy);
+}
+
+/* A span of a loop without rings: its iteration, the callback it has. */
+static void emit_span(struct state *st, const struct loop *l,
+		      const struct lw_bpf_span_event *sp)
+{
+	lw_rec_kevent_t k = {
+		.loop_id = l->id,
+		.kind = LW_BPF_EV_SPAN,
+		.tid = (int32_t)l->tid,
+		.start_ns = sp->start_ns,
+		.duration_ns = sp->duration_ns,
+		.fd = -1,
+		.off_cpu_ns = sp->off_cpu_ns,
+		.syscall = "",
+		.fd_path = "",
+	};
+	emit(st, &(lw_rec_item_t){ .type = LW_REC_KEVENT, .u.kevent = k });
+}
+
+/* The loops' counters: utilization, the pool, the losses so far. */
+static void emit_counters(struct state *st, uint64_t now)
+{
+	for (size_t i = 0; i < st->nloops; i++) {
+		struct loop *l = &st->loops[i];
+		lw_rr_counters_t c;
+		if (l->ring == NULL)
+			continue;
+		lw_rr_counters(l->ring, &c);
+		/* Idle time is booked when a wait returns: count the wait
+		 * in progress up to now, so an idle loop reads idle. */
+		uint64_t idle = c.idle_ns;
+		if (c.wait_since_ns != 0 && now > c.wait_since_ns &&
+		    now - c.wait_since_ns < (uint64_t)1 << 62)
+			idle += now - c.wait_since_ns;
+		lw_rec_counters_t rc = {
+			.loop_id = l->id,
+			.now_ns = now,
+			.iterations = c.iterations,
+			.busy_ns = c.busy_ns,
+			.idle_ns = idle,
+			.lost_records = l->cur.lost,
+			.kernel_lost = st->kernel_lost,
+			.pool_threads = c.pool_threads,
+			.pool_busy = c.pool_busy,
+			.pool_queued = c.pool_queued,
+			.pool_completed = c.pool_completed,
+			.pool_oldest_start_ns = c.pool_oldest_start_ns,
+		};
+		emit(st, &(lw_rec_item_t){ .type = LW_REC_COUNTERS,
+					   .u.counters = rc });
+	}
+}
 /* ---- telling what a stall was made of ---- */
 
 static void print_stack(struct state *st, const char *stack)
 {
-	if (stack != NULL)
-		fputs(stack, st->out);
+	if (stack != NULL && st->ev != NULL)
+		fputs(stack, st->ev);
 }
 
 /* " [off CPU 12.0 ms, 3.0 ms of it preempted]" for a syscall, or "". */
@@ -313,38 +491,60 @@ static int by_count(const void *a, const void *b)
  * off-CPU time outside syscalls, and its stack samples grouped by stack,
  * the most frequent first.  The line that introduces the stall has been
  * printed without its newline: the first part goes on it.  Takes the
- * events' stacks (frees them).
+ * events' stacks (frees them).  Says nothing when slow callbacks are not
+ * told (st->ev NULL).
  */
-static void tell(struct state *st, struct site_sum *s, lw_join_event_t *ev,
-		 size_t n)
+static void tell(struct state *st, lw_join_event_t *ev, size_t n)
 {
 	struct sample_group groups[SAMPLE_GROUPS];
 	size_t ngroups = 0, nsamples = 0, other = 0;
 	const char *sep = ", of which ";
 	char call[600], note[96];
 
+	if (st->ev == NULL)
+		goto out;
+
 	for (size_t i = 0; i < n; i++) {
 		lw_join_event_t *e = &ev[i];
 		if (e->h.kind == LW_BPF_EV_SYSCALL) {
 			lw_kev_format_call(e, call, sizeof(call));
 			offcpu_note(&e->u.sys, note, sizeof(note));
-			fprintf(st->out, "%s%.1f ms in %s%s\n", sep,
+			fprintf(st->ev, "%s%.1f ms in %s%s\n", sep,
 				ms(e->h.duration_ns), call, note);
 			print_stack(st, e->stack);
-			count_sys(s, &e->u.sys);
-			sep = "  and ";
-		} else if (e->h.kind == LW_BPF_EV_OFFCPU) {
-			int pre = e->u.off.flags & LW_BPF_OFF_PREEMPTED;
-			fprintf(st->out,
-				"%s%.1f ms off CPU outside syscalls (%s)\n",
-				sep, ms(e->h.duration_ns),
-				pre ? "preempted: runnable, another task "
-				      "had the CPU"
-				    : "asleep: a page fault or the like");
-			print_stack(st, e->stack);
-			s->offcpu_ns += e->h.duration_ns;
 			sep = "  and ";
 		}
+	}
+	/* Off-CPU stretches outside syscalls, told apart by cause: one line
+	 * each, with the longest one's stack (a busy machine preempts a
+	 * CPU-bound callback many times). */
+	for (int pre = 1; pre >= 0; pre--) {
+		uint64_t total = 0, count = 0;
+		lw_join_event_t *longest = NULL;
+		for (size_t i = 0; i < n; i++) {
+			lw_join_event_t *e = &ev[i];
+			if (e->h.kind != LW_BPF_EV_OFFCPU ||
+			    !(e->u.off.flags & LW_BPF_OFF_PREEMPTED) != !pre)
+				continue;
+			count++;
+			total += e->h.duration_ns;
+			if (longest == NULL ||
+			    e->h.duration_ns > longest->h.duration_ns)
+				longest = e;
+		}
+		if (count == 0)
+			continue;
+		fprintf(st->ev, "%s%.1f ms off CPU outside syscalls (%s)", sep,
+			ms(total),
+			pre ? "preempted: runnable, another task had the CPU"
+			    : "asleep: a page fault or the like");
+		if (count > 1)
+			fprintf(st->ev,
+				", %" PRIu64 " times, the longest %.1f ms in:",
+				count, ms(longest->h.duration_ns));
+		fputc('\n', st->ev);
+		print_stack(st, longest->stack);
+		sep = "  and ";
 	}
 	for (size_t i = 0; i < n; i++) {
 		lw_join_event_t *e = &ev[i];
@@ -369,206 +569,44 @@ static void tell(struct state *st, struct site_sum *s, lw_join_event_t *ev,
 	}
 	if (nsamples > 0) {
 		qsort(groups, ngroups, sizeof(groups[0]), by_count);
-		fprintf(st->out, "%son CPU: %zu stack sample%s\n",
+		fprintf(st->ev, "%son CPU: %zu stack sample%s\n",
 			sep[0] == ',' ? ", " : "  and ", nsamples,
 			nsamples == 1 ? "" : "s");
 		for (size_t g = 0; g < ngroups && g < SAMPLE_SHOWN; g++) {
-			fprintf(st->out, "  %zu of them in:\n",
-				groups[g].count);
+			fprintf(st->ev, "  %zu of them in:\n", groups[g].count);
 			print_stack(st, groups[g].stack);
 		}
 		if (ngroups > SAMPLE_SHOWN || other > 0)
-			fprintf(st->out, "  (and %zu in other stacks)\n",
+			fprintf(st->ev, "  (and %zu in other stacks)\n",
 				nsamples - groups[0].count -
 					(ngroups > 1 ? groups[1].count : 0));
-		s->samples += nsamples;
 		sep = "  and ";
 	}
 	if (sep[0] == ',')
-		fprintf(st->out, "%s\n",
+		fprintf(st->ev, "%s\n",
 			st->bpf ? ", in no slow syscall (on CPU or short waits)"
 				: "");
+out:
 	for (size_t i = 0; i < n; i++)
 		free(ev[i].stack);
 }
 
-static void print_outside(struct state *st, lw_join_event_t *e)
-{
-	char call[600], note[96];
-
-	if (e->h.kind == LW_BPF_EV_SYSCALL) {
-		lw_kev_format_call(e, call, sizeof(call));
-		offcpu_note(&e->u.sys, note, sizeof(note));
-		fprintf(st->out,
-			"outside callbacks: %.1f ms in %s%s on tid %" PRIu32
-			"\n",
-			ms(e->h.duration_ns), call, note, e->h.tid);
-	} else if (e->h.kind == LW_BPF_EV_OFFCPU) {
-		fprintf(st->out,
-			"outside callbacks: %.1f ms off CPU (%s) on tid "
-			"%" PRIu32 "\n",
-			ms(e->h.duration_ns),
-			(e->u.off.flags & LW_BPF_OFF_PREEMPTED) ? "preempted"
-								: "asleep",
-			e->h.tid);
-	} else {
-		/* A sample of a long span that no slow callback claimed:
-		 * many short callbacks in one iteration. */
-		st->samples_unclaimed++;
-		free(e->stack);
-		return;
-	}
-	print_stack(st, e->stack);
-	free(e->stack);
-	st->outside++;
-}
-
-/* ---- events ---- */
-
-/* A long iteration of a loop without rings: tell what it was made of. */
-static void on_span(struct state *st, struct loop *l,
-		    const struct lw_bpf_span_event *sp)
-{
-	char t[64];
-	size_t li = (size_t)(l - st->loops);
-	struct site_sum *s = site_sum(st, li, 0);
-	size_t n = lw_join_take(st->join, l->tid, sp->start_ns, sp->duration_ns,
-				st->buf, JOIN_CAP);
-
-	s->count++;
-	s->total_ns += sp->duration_ns;
-	if (sp->duration_ns > s->max_ns)
-		s->max_ns = sp->duration_ns;
-	fprintf(st->out, "loop %s: an iteration took %.1f ms",
-		thread_label(l, t, sizeof(t)), ms(sp->duration_ns));
-	if (sp->off_cpu_ns > 0)
-		fprintf(st->out, " (off CPU %.1f ms)", ms(sp->off_cpu_ns));
-	tell(st, s, st->buf, n);
-}
-
-static int on_event(void *ctx, const struct lw_bpf_event_head *ev, size_t size)
-{
-	struct state *st = ctx;
-	struct loop *l = loop_of(st, ev->tid);
-	lw_join_event_t e;
-
-	if (l == NULL)
-		return 0; /* a thread no longer watched */
-	if (ev->kind == LW_BPF_EV_SPAN) {
-		if (l->ring == NULL)
-			on_span(st, l, (const struct lw_bpf_span_event *)ev);
-		return 0;
-	}
-	if (lw_kev_from_raw(st->o->pid, &st->ks, ev, size, &e) == 0)
-		lw_join_add(st->join, &e);
-	return 0;
-}
-
-/* ---- records ---- */
-
-/* A slow callback: tell it with the events it contains. */
-static void on_record(struct state *st, size_t li,
-		      const struct lw_ring_record *rec)
-{
-	struct loop *l = &st->loops[li];
-	char label[LW_RING_NAME_MAX + 32];
-	size_t n = 0;
-
-	if (st->bpf != NULL && l->tid != 0)
-		n = lw_join_take(st->join, l->tid, rec->start_ns,
-				 rec->duration_ns, st->buf, JOIN_CAP);
-	struct site_sum *s = site_sum(st, li, rec->site);
-	s->count++;
-	s->total_ns += rec->duration_ns;
-	if (rec->duration_ns > s->max_ns)
-		s->max_ns = rec->duration_ns;
-
-	site_label(l->ring, rec->site, label, sizeof(label));
-	fprintf(st->out, "callback %s (%s) took %.1f ms", label,
-		lw_rr_kind_name(rec->kind), ms(rec->duration_ns));
-	tell(st, s, st->buf, n);
-}
-
-/* Print the events that no record will claim: outside callbacks, or
- * (prefix set, the final flush) inside a callback still running. */
-static void expire(struct state *st, struct loop *l, uint64_t now,
-		   uint64_t grace, uint64_t running, const char *prefix)
-{
-	size_t n = lw_join_expire(st->join, l->tid, now, grace, running,
-				  st->buf, JOIN_CAP);
-
-	if (prefix && n > 0) {
-		struct site_sum dummy;
-		memset(&dummy, 0, sizeof(dummy));
-		fputs(prefix, st->out);
-		tell(st, &dummy, st->buf, n);
-		return;
-	}
-	for (size_t i = 0; i < n; i++)
-		print_outside(st, &st->buf[i]);
-}
-
-/* Read what is new in every ring and join the slow records. */
-static void drain(struct state *st, int final)
-{
-	for (size_t li = 0; li < st->nloops; li++) {
-		struct loop *l = &st->loops[li];
-		uint64_t running = 0;
-
-		if (l->ring == NULL) {
-			/* Spans were told as they came; what is left after
-			 * the grace is outside any long iteration, unless the
-			 * iteration in progress may still claim it. */
-			struct lw_bpf_thread kt;
-			if (!final && st->bpf &&
-			    lw_bpf_thread_read(st->bpf, l->tid, &kt) == 0)
-				running = kt.span_start_ns;
-			if (l->tid != 0)
-				expire(st, l, final ? UINT64_MAX : now_ns(),
-				       final ? 0 : GRACE_NS, running, NULL);
-			continue;
-		}
-		lw_rr_current_t cur;
-		/* The running callback as it was before this read: if it
-		 * ends meanwhile, its record is in what we read below. */
-		if (lw_rr_current(l->ring, &cur) == 0 && cur.running)
-			running = cur.start_ns;
-
-		/* Bounded per tick (the rest waits for the next), so a fast
-		 * writer cannot starve the kernel events. */
-		size_t got = 0, n;
-		while (got < RECS_MAX &&
-		       (n = lw_rr_read(l->ring, &l->cur, st->recs + got,
-				       RECS_MAX - got)) > 0)
-			got += n;
-		/* The events of these records were sent before the records
-		 * were written: collect them before joining. */
-		if (st->bpf)
-			lw_bpf_poll(st->bpf, 0, on_event, st);
-		for (size_t k = 0; k < got; k++)
-			if (st->recs[k].duration_ns >= st->o->min_ns)
-				on_record(st, li, &st->recs[k]);
-		if (l->cur.lost > l->lost_reported) {
-			fprintf(st->out,
-				"(loop %s: %" PRIu64
-				" records lost, read too late)\n",
-				lw_rr_name(l->ring),
-				l->cur.lost - l->lost_reported);
-			l->lost_reported = l->cur.lost;
-		}
-		if (l->tid == 0)
-			continue;
-		if (!final) {
-			expire(st, l, now_ns(), GRACE_NS, running, NULL);
-		} else {
-			expire(st, l, UINT64_MAX, 0, running, NULL);
-			expire(st, l, UINT64_MAX, 0, 0,
-			       "in a callback still running");
-		}
-	}
-}
-
 /* ---- blocking calls, counted in the kernel ---- */
+
+/* The kernel keeps one row per (thread, syscall, fd kind, stack, site);
+ * the model wants one per (loop, site, syscall, fd kind): rows of one
+ * reading are summed here first, then handed over as totals. */
+struct block_sum {
+	uint32_t loop, site, nr, fd_kind;
+	uint64_t calls, total_ns, max_ns;
+	__s32 stack_id;
+};
+
+struct block_read {
+	struct state *st;
+	struct block_sum *rows;
+	size_t n, cap;
+};
 
 /* Which site of loop l has its function on this stack: the innermost
  * frame whose function starts at a site's fn.  0 if none. */
@@ -601,224 +639,492 @@ static uint32_t site_on_stack(struct state *st, struct loop *l,
 static int on_block(void *ctx, const struct lw_bpf_block_key *k,
 		    const struct lw_bpf_block_val *v)
 {
-	struct state *st = ctx;
+	struct block_read *br = ctx;
+	struct state *st = br->st;
 	struct loop *l = loop_of(st, k->tid);
-	__u64 frames[LW_BPF_STACK_DEPTH];
-	char where[sizeof(st->rows[0].where)], t[64];
-	int n;
+	uint32_t site = 0;
 
 	if (l == NULL)
 		return 0;
-	n = lw_bpf_stack(st->bpf, k->stack_id, frames, LW_BPF_STACK_DEPTH);
-	if (n < 0)
-		n = 0;
 	if (l->ring != NULL) {
 		/* The kernel read the running callback from the ring; a
 		 * stack that names a site's function is the fallback. */
-		uint32_t id = k->site ? k->site
-				      : site_on_stack(st, l, frames, (size_t)n);
-		if (id != 0)
-			site_label(l->ring, id, where, sizeof(where));
-		else
-			snprintf(where, sizeof(where), "(outside callbacks)");
-	} else {
-		snprintf(where, sizeof(where), "%s",
-			 thread_label(l, t, sizeof(t)));
+		site = k->site;
+		if (site == 0 && k->stack_id >= 0) {
+			__u64 frames[LW_BPF_STACK_DEPTH];
+			int n = lw_bpf_stack(st->bpf, k->stack_id, frames,
+					     LW_BPF_STACK_DEPTH);
+			if (n > 0)
+				site = site_on_stack(st, l, frames, (size_t)n);
+		}
 	}
 	size_t i;
-	for (i = 0; i < st->nrows; i++)
-		if (st->rows[i].nr == k->nr &&
-		    st->rows[i].fd_kind == k->fd_kind &&
-		    strcmp(st->rows[i].where, where) == 0)
+	for (i = 0; i < br->n; i++)
+		if (br->rows[i].loop == l->id && br->rows[i].site == site &&
+		    br->rows[i].nr == k->nr &&
+		    br->rows[i].fd_kind == k->fd_kind)
 			break;
-	if (i == st->nrows) {
-		if (st->nrows == st->rows_cap) {
-			st->rows_cap = st->rows_cap ? 2 * st->rows_cap : 16;
-			st->rows = xrealloc(st->rows,
-					    st->rows_cap * sizeof(*st->rows));
+	if (i == br->n) {
+		if (br->n == br->cap) {
+			size_t cap = br->cap ? 2 * br->cap : 32;
+			struct block_sum *n =
+				realloc(br->rows, cap * sizeof(*n));
+			if (n == NULL)
+				return 0;
+			br->rows = n;
+			br->cap = cap;
 		}
-		memset(&st->rows[i], 0, sizeof(st->rows[i]));
-		snprintf(st->rows[i].where, sizeof(st->rows[i].where), "%s",
-			 where);
-		st->rows[i].nr = k->nr;
-		st->rows[i].fd_kind = k->fd_kind;
-		if (n > 0) {
-			lw_kev_caller(&st->ks, frames, (size_t)n,
-				      st->rows[i].at, sizeof(st->rows[i].at));
-			st->rows[i].stack =
-				lw_kev_format_stack(&st->ks, frames, n * 8);
-		} else
-			snprintf(st->rows[i].at, sizeof(st->rows[i].at),
-				 "(no stack: %s)", strerror(-k->stack_id));
-		st->nrows++;
+		br->rows[br->n++] = (struct block_sum){
+			.loop = l->id,
+			.site = site,
+			.nr = k->nr,
+			.fd_kind = k->fd_kind,
+			.stack_id = k->stack_id,
+		};
 	}
-	struct block_row *r = &st->rows[i];
+	struct block_sum *r = &br->rows[i];
 	r->calls += v->calls;
 	r->total_ns += v->total_ns;
 	if (v->max_ns > r->max_ns)
 		r->max_ns = v->max_ns;
+	if (r->stack_id < 0 && k->stack_id >= 0)
+		r->stack_id = k->stack_id;
 	return 0;
 }
 
-static int by_total(const void *a, const void *b)
+/* Read the kernel's table of blocking calls into the model (and the
+ * recording). */
+static void emit_blocking(struct state *st)
 {
-	const struct block_row *x = a, *y = b;
+	struct block_read br = { .st = st };
 
-	return (x->total_ns < y->total_ns) - (x->total_ns > y->total_ns);
-}
-
-static void print_blocking(struct state *st)
-{
-	char nb[32];
-
-	st->nrows = 0;
-	if (lw_bpf_blocking_read(st->bpf, on_block, st) < 0 || st->nrows == 0)
-		return;
-	qsort(st->rows, st->nrows, sizeof(st->rows[0]), by_total);
-	fprintf(st->out,
-		"\ncalls that can block, on the loop threads (counted even "
-		"when fast; a sample stack under each):\n");
-	for (size_t i = 0; i < st->nrows; i++) {
-		struct block_row *r = &st->rows[i];
-		const char *kind = lw_kev_fd_kind_name(r->fd_kind);
-		char call[96];
-		snprintf(call, sizeof(call), "%s%s%s%s",
-			 lw_kev_syscall_label(r->nr, nb, sizeof(nb)),
-			 kind[0] ? " (" : "", kind, kind[0] ? ")" : "");
-		fprintf(st->out,
-			"  %-24s %-28s x%-6" PRIu64
-			" total %.3f ms, max %.3f ms, at %s\n",
-			r->where, call, r->calls, ms(r->total_ns),
-			ms(r->max_ns),
-			r->at[0] ? r->at
-				 : "libc (the stack is cut there: no frame "
-				   "pointers)");
-		/* The sample stack, indented under its row. */
-		for (const char *l = r->stack; l && *l;) {
-			const char *eol = strchr(l, '\n');
-			int len = eol ? (int)(eol - l) : (int)strlen(l);
-			fprintf(st->out, "  %.*s\n", len, l);
-			l = eol ? eol + 1 : NULL;
+	if (st->bpf == NULL || lw_bpf_blocking_read(st->bpf, on_block, &br) < 0)
+		goto out;
+	for (size_t i = 0; i < br.n; i++) {
+		struct block_sum *r = &br.rows[i];
+		const char *frames[LW_REC_FRAMES_MAX];
+		char nb[32], *text = NULL;
+		int cut = 0;
+		uint32_t nframes = 0;
+		if (r->stack_id >= 0) {
+			__u64 f[LW_BPF_STACK_DEPTH];
+			int n = lw_bpf_stack(st->bpf, r->stack_id, f,
+					     LW_BPF_STACK_DEPTH);
+			if (n > 0)
+				text = lw_kev_format_stack(&st->ks, f, n * 8);
+			if (text)
+				nframes = split_frames(text, frames,
+						       LW_REC_FRAMES_MAX, &cut);
 		}
-		free(r->stack);
-		r->stack = NULL;
+		lw_rec_blocking_t b = {
+			.loop_id = r->loop,
+			.site_id = r->site,
+			.nr = r->nr,
+			.fd_kind = r->fd_kind,
+			.calls = r->calls,
+			.total_ns = r->total_ns,
+			.max_ns = r->max_ns,
+			.syscall = lw_kev_syscall_label(r->nr, nb, sizeof(nb)),
+			.nframes = nframes,
+			.frames = frames,
+		};
+		emit(st, &(lw_rec_item_t){ .type = LW_REC_BLOCKING,
+					   .u.blocking = b });
+		free(text);
 	}
+out:
+	free(br.rows);
 }
 
 /* Say when the kernel dropped events since the last time: the ring buffer
- * was full (the agent fell behind) or the blocking-call table was. */
+ * was full (the agent fell behind). */
 static void report_kernel_loss(struct state *st)
 {
 	struct lw_bpf_stats bs;
 
 	if (st->bpf == NULL || lw_bpf_stats_read(st->bpf, &bs) < 0)
 		return;
+	st->kernel_lost = bs.lost;
 	if (bs.lost > st->lost_reported)
-		fprintf(st->out,
+		fprintf(st->say,
 			"(kernel: %" PRIu64
 			" events lost, the ring buffer was full)\n",
 			(uint64_t)bs.lost - st->lost_reported);
 	st->lost_reported = bs.lost;
 }
 
-/* ---- setup and the summary ---- */
+/* ---- events ---- */
 
-/* Watch the loop threads that the rings name by now. */
-static void watch_new_threads(struct state *st)
+/* A long iteration of a loop without rings: tell what it was made of. */
+static void on_span(struct state *st, struct loop *l,
+		    const struct lw_bpf_span_event *sp)
 {
-	char why[256];
+	char t[64];
+	size_t n = lw_join_take(st->join, l->tid, sp->start_ns, sp->duration_ns,
+				st->buf, JOIN_CAP);
 
+	emit_span(st, l, sp);
+	for (size_t i = 0; i < n; i++)
+		emit_kevent(st, l, 0, &st->buf[i]);
+	if (st->ev) {
+		fprintf(st->ev, "loop %s: an iteration took %.1f ms",
+			thread_label(l, t, sizeof(t)), ms(sp->duration_ns));
+		if (sp->off_cpu_ns > 0)
+			fprintf(st->ev, " (off CPU %.1f ms)",
+				ms(sp->off_cpu_ns));
+	}
+	tell(st, st->buf, n);
+}
+
+static int on_event(void *ctx, const struct lw_bpf_event_head *ev, size_t size)
+{
+	struct state *st = ctx;
+	struct loop *l = loop_of(st, ev->tid);
+	lw_join_event_t e;
+
+	if (l == NULL)
+		return 0; /* a thread no longer watched */
+	if (ev->kind == LW_BPF_EV_SPAN) {
+		if (l->ring == NULL)
+			on_span(st, l, (const struct lw_bpf_span_event *)ev);
+		return 0;
+	}
+	if (lw_kev_from_raw(st->o->pid, &st->ks, ev, size, &e) == 0)
+		lw_join_add(st->join, &e);
+	return 0;
+}
+
+/* ---- records ---- */
+
+/* A slow callback: tell it with the events it contains. */
+static void on_slow_record(struct state *st, struct loop *l,
+			   const struct lw_ring_record *rec)
+{
+	char label[LW_RING_NAME_MAX + 32];
+	size_t n = 0;
+
+	if (st->bpf != NULL && l->tid != 0)
+		n = lw_join_take(st->join, l->tid, rec->start_ns,
+				 rec->duration_ns, st->buf, JOIN_CAP);
+	for (size_t i = 0; i < n; i++)
+		emit_kevent(st, l, rec->site, &st->buf[i]);
+	if (st->ev) {
+		site_label(l->ring, rec->site, label, sizeof(label));
+		fprintf(st->ev, "callback %s (%s) took %.1f ms", label,
+			lw_rr_kind_name(rec->kind), ms(rec->duration_ns));
+	}
+	tell(st, st->buf, n);
+}
+
+static void print_outside(struct state *st, struct loop *l, lw_join_event_t *e)
+{
+	char call[600], note[96];
+
+	emit_kevent(st, l, 0, e);
+	if (e->h.kind == LW_BPF_EV_SAMPLE || st->ev == NULL) {
+		/* A sample of a long span that no slow callback claimed:
+		 * many short callbacks in one iteration. */
+		free(e->stack);
+		return;
+	}
+	if (e->h.kind == LW_BPF_EV_SYSCALL) {
+		lw_kev_format_call(e, call, sizeof(call));
+		offcpu_note(&e->u.sys, note, sizeof(note));
+		fprintf(st->ev,
+			"outside callbacks: %.1f ms in %s%s on tid %" PRIu32
+			"\n",
+			ms(e->h.duration_ns), call, note, e->h.tid);
+	} else if (e->h.kind == LW_BPF_EV_OFFCPU) {
+		fprintf(st->ev,
+			"outside callbacks: %.1f ms off CPU (%s) on tid "
+			"%" PRIu32 "\n",
+			ms(e->h.duration_ns),
+			(e->u.off.flags & LW_BPF_OFF_PREEMPTED) ? "preempted"
+								: "asleep",
+			e->h.tid);
+	}
+	print_stack(st, e->stack);
+	free(e->stack);
+	st->outside++;
+}
+
+/* Tell the events that no record will claim: outside callbacks, or
+ * (prefix set, the final flush) inside a callback still running. */
+static void expire(struct state *st, struct loop *l, uint64_t now,
+		   uint64_t grace, uint64_t running, const char *prefix,
+		   uint32_t running_site)
+{
+	size_t n = lw_join_expire(st->join, l->tid, now, grace, running,
+				  st->buf, JOIN_CAP);
+
+	if (prefix && n > 0) {
+		for (size_t i = 0; i < n; i++)
+			emit_kevent(st, l, running_site, &st->buf[i]);
+		if (st->ev)
+			fputs(prefix, st->ev);
+		tell(st, st->buf, n);
+		return;
+	}
+	for (size_t i = 0; i < n; i++)
+		print_outside(st, l, &st->buf[i]);
+}
+
+/* Read what is new in every ring: every record to the model, the slow
+ * ones joined with their kernel events. */
+static void drain(struct state *st, int final)
+{
+	for (size_t li = 0; li < st->nloops; li++) {
+		struct loop *l = &st->loops[li];
+		uint64_t running = 0;
+
+		if (l->ring == NULL) {
+			/* Spans were told as they came; what is left after
+			 * the grace is outside any long iteration, unless the
+			 * iteration in progress may still claim it. */
+			struct lw_bpf_thread kt;
+			if (!final && st->bpf &&
+			    lw_bpf_thread_read(st->bpf, l->tid, &kt) == 0)
+				running = kt.span_start_ns;
+			if (l->tid != 0)
+				expire(st, l, final ? UINT64_MAX : now_ns(),
+				       final ? 0 : GRACE_NS, running, NULL, 0);
+			continue;
+		}
+		lw_rr_current_t cur;
+		uint32_t running_site = 0;
+		/* The running callback as it was before this read: if it
+		 * ends meanwhile, its record is in what we read below. */
+		if (lw_rr_current(l->ring, &cur) == 0 && cur.running) {
+			running = cur.start_ns;
+			running_site = cur.site;
+		}
+
+		/* Bounded per tick (the rest waits for the next), so a fast
+		 * writer cannot starve the kernel events. */
+		size_t got = 0, n;
+		while (got < RECS_MAX &&
+		       (n = lw_rr_read(l->ring, &l->cur, st->recs + got,
+				       RECS_MAX - got < RECS_CHUNK
+					       ? RECS_MAX - got
+					       : RECS_CHUNK)) > 0)
+			got += n;
+		/* The events of these records were sent before the records
+		 * were written: collect them before joining. */
+		if (st->bpf)
+			lw_bpf_poll(st->bpf, 0, on_event, st);
+		for (size_t k = 0; k < got; k++) {
+			emit_callback(st, l, &st->recs[k]);
+			if (st->recs[k].duration_ns >= st->o->min_ns)
+				on_slow_record(st, l, &st->recs[k]);
+		}
+		if (l->cur.lost > l->lost_reported) {
+			fprintf(st->say,
+				"(loop %s: %" PRIu64
+				" records lost, read too late)\n",
+				lw_rr_name(l->ring),
+				l->cur.lost - l->lost_reported);
+			l->lost_reported = l->cur.lost;
+		}
+		if (l->tid == 0)
+			continue;
+		if (!final) {
+			expire(st, l, now_ns(), GRACE_NS, running, NULL, 0);
+		} else {
+			expire(st, l, UINT64_MAX, 0, running, NULL, 0);
+			expire(st, l, UINT64_MAX, 0, 0,
+			       "in a callback still running", running_site);
+		}
+	}
+}
+
+/* ---- stuck now ---- */
+
+/* The latest stack sample of a thread that the join holds, formatted, or
+ * NULL. */
+static const char *latest_sample(struct state *st, uint32_t tid, uint64_t since)
+{
+	return lw_join_latest_stack(st->join, tid, LW_BPF_EV_SAMPLE, since);
+}
+
+/* "nanosleep" when the thread sits in a syscall now, from
+ * /proc/PID/task/TID/syscall; "" when running or unknown. */
+static void in_syscall_now(pid_t pid, uint32_t tid, char *buf, size_t len)
+{
+	char path[64], line[256];
+	FILE *f;
+
+	buf[0] = '\0';
+	snprintf(path, sizeof(path), "/proc/%d/task/%" PRIu32 "/syscall",
+		 (int)pid, tid);
+	f = fopen(path, "r");
+	if (f == NULL)
+		return;
+	if (fgets(line, sizeof(line), f) != NULL) {
+		char *end;
+		long nr = strtol(line, &end, 10);
+		if (end != line && nr >= 0) {
+			char nb[32];
+			snprintf(buf, len, "%s",
+				 lw_kev_syscall_label((uint32_t)nr, nb,
+						      sizeof(nb)));
+		}
+	}
+	fclose(f);
+}
+
+/* Where a stuck thread is now: when it sleeps, a snapshot of its
+ * registers and stack taken by the kernel (bpf/snap.bpf.c) and unwound
+ * here, with the syscall it sleeps in written into sys; NULL when it runs
+ * on a CPU (its samples tell) or no snapshot can be had.  Without the
+ * kernel probes, /proc names the syscall at least. */
+static char *snap_stack(struct state *st, uint32_t tid, char *sys, size_t len)
+{
+	struct lw_bpf_ustack *us;
+	char why[256];
+	long nr = -1;
+
+	sys[0] = '\0';
+	if (st->bpf == NULL || st->ks.uw == NULL) {
+		in_syscall_now(st->o->pid, tid, sys, len);
+		return NULL;
+	}
+	if (st->snap == NULL && !st->snap_tried) {
+		st->snap_tried = 1;
+		if (lw_snap_open(&st->snap, why, sizeof(why)) < 0)
+			fprintf(stderr,
+				"loopwatch: no stacks of stuck callbacks that "
+				"sleep: %s\n",
+				why);
+	}
+	if (st->snap == NULL) {
+		in_syscall_now(st->o->pid, tid, sys, len);
+		return NULL;
+	}
+	us = malloc(sizeof(*us));
+	if (us == NULL)
+		return NULL;
+	if (lw_snap_take(st->snap, (pid_t)tid, us, &nr, why, sizeof(why)) < 0) {
+		free(us);
+		return NULL;
+	}
+	char *text = NULL;
+	if (nr >= 0) {
+		char nb[32];
+		snprintf(sys, len, "%s",
+			 lw_kev_syscall_label((uint32_t)nr, nb, sizeof(nb)));
+	}
+	uint64_t frames[LW_BPF_STACK_DEPTH];
+	int n = lw_unwind_stack(st->ks.uw, (pid_t)tid, &us->regs, us->data,
+				us->bytes, frames, LW_BPF_STACK_DEPTH);
+	if (n > 0)
+		text = lw_kev_format_stack(&st->ks, (const __u64 *)frames,
+					   n * 8);
+	free(us);
+	return text;
+}
+
+/* The limit past which the callback running at site is stuck: --stuck-ms,
+ * or the site's callback.max budget when lower. */
+static uint64_t stuck_limit(struct state *st, struct loop *l, uint32_t site)
+{
+	uint64_t lim = st->o->stuck_ns ? st->o->stuck_ns : UINT64_MAX;
+
+	if (st->o->budget != NULL) {
+		char name[LW_RING_NAME_MAX + 32];
+		lw_budget_limits_t b;
+		site_label(l->ring, site, name, sizeof(name));
+		lw_budget_for_site(st->o->budget, name, &b);
+		if (b.max_ns < lim)
+			lim = b.max_ns;
+	}
+	return lim;
+}
+
+static void stuck_json(struct state *st, struct loop *l, const char *name,
+		       const lw_rr_current_t *cur, uint64_t so_far,
+		       const char *sys, const char *stack)
+{
+	lw_json_t j;
+
+	lw_json_init(&j, st->o->out ? st->o->out : stdout, 0);
+	lw_json_obj(&j);
+	lw_json_kstr(&j, "schema", LW_REPORT_SCHEMA);
+	lw_json_kstr(&j, "type", "stuck");
+	lw_json_ku64(&j, "loop", l->id);
+	lw_json_kstr(&j, "loop_name", lw_rr_name(l->ring));
+	lw_json_ki64(&j, "tid", l->tid);
+	lw_json_ku64(&j, "site", cur->site);
+	lw_json_kstr(&j, "name", name);
+	lw_json_kstr(&j, "kind", lw_rr_kind_name(cur->kind));
+	lw_json_ku64(&j, "start_mono_ns", cur->start_ns);
+	lw_json_ku64(&j, "running_ns", so_far);
+	lw_json_kstr(&j, "in_syscall", sys);
+	lw_json_key(&j, "stack");
+	lw_json_arr(&j);
+	char *copy = stack ? strdup(stack) : NULL;
+	if (copy) {
+		const char *frames[LW_REC_FRAMES_MAX];
+		int cut = 0;
+		uint32_t n =
+			split_frames(copy, frames, LW_REC_FRAMES_MAX, &cut);
+		for (uint32_t i = 0; i < n; i++)
+			lw_json_str(&j, frames[i]);
+		free(copy);
+	}
+	lw_json_arr_end(&j);
+	lw_json_obj_end(&j);
+	lw_json_end(&j);
+}
+
+/* A callback that runs past its limit is told while it still runs: its
+ * name, how long so far, where its thread is (the syscall it sits in, a
+ * stack sample when it is on CPU).  Once per callback. */
+static void check_stuck(struct state *st, uint64_t now)
+{
 	for (size_t i = 0; i < st->nloops; i++) {
 		struct loop *l = &st->loops[i];
-		if (l->tid != 0 || l->ring == NULL)
+		lw_rr_current_t cur;
+		if (l->ring == NULL || lw_rr_current(l->ring, &cur) < 0 ||
+		    !cur.running || cur.start_ns == l->stuck_start ||
+		    now <= cur.start_ns)
 			continue;
-		pid_t tid = lw_rr_tid(l->ring);
-		if (tid <= 0)
+		uint64_t so_far = now - cur.start_ns;
+		if (so_far < stuck_limit(st, l, cur.site))
 			continue;
-		l->tid = (uint32_t)tid;
-		l->flags = LW_BPF_WAIT_EPOLL;
-		/* Where the target maps the ring: the kernel reads the
-		 * running callback's site there at each blocking call. */
-		uint64_t base = 0, site_addr = 0;
-		if (lw_proc_map_of_inode(st->o->pid, lw_rr_inode(l->ring),
-					 &base) == 0)
-			site_addr = base +
-				    offsetof(struct lw_ring_header, cur_site);
-		if (st->bpf && lw_bpf_watch(st->bpf, l->tid, l->flags,
-					    site_addr, why, sizeof(why)) < 0)
-			fprintf(stderr,
-				"loopwatch: cannot watch thread %d: %s\n",
-				(int)tid, why);
+		l->stuck_start = cur.start_ns;
+		char name[LW_RING_NAME_MAX + 32], sys[64] = "";
+		site_label(l->ring, cur.site, name, sizeof(name));
+		if (l->tid != 0)
+			in_syscall_now(st->o->pid, l->tid, sys, sizeof(sys));
+		char *snapped = NULL;
+		const char *stack = NULL;
+		if (l->tid != 0)
+			snapped = snap_stack(st, l->tid, sys, sizeof(sys));
+		stack = snapped;
+		if (stack == NULL && sys[0] == '\0' && l->tid != 0)
+			stack = latest_sample(st, l->tid, cur.start_ns);
+		if (st->o->json) {
+			stuck_json(st, l, name, &cur, so_far, sys, stack);
+			free(snapped);
+			continue;
+		}
+		FILE *out = st->ev ? st->ev : st->say;
+		fprintf(out,
+			"STUCK now: callback %s (%s) on loop %s has run for "
+			"%.1f ms",
+			name, lw_rr_kind_name(cur.kind), lw_rr_name(l->ring),
+			ms(so_far));
+		if (sys[0])
+			fprintf(out, ", asleep in %s%s\n%s", sys,
+				stack ? ", in:" : "", stack ? stack : "");
+		else if (stack)
+			fprintf(out, ", on CPU in:\n%s", stack);
+		else
+			fprintf(out, ", on CPU\n");
+		fflush(out);
+		free(snapped);
 	}
 }
-
-static void print_summary(struct state *st)
-{
-	char nb[32];
-
-	fprintf(st->out, "\nsummary: %zu slow site%s\n", st->nsites,
-		st->nsites == 1 ? "" : "s");
-	for (size_t i = 0; i < st->nsites; i++) {
-		struct site_sum *s = &st->sites[i];
-		fprintf(st->out,
-			"  %-24s %6" PRIu64 " slow, total %.1f ms, max %.1f "
-			"ms",
-			s->name, s->count, ms(s->total_ns), ms(s->max_ns));
-		const char *sep = "; in ";
-		for (size_t k = 0; k < s->nsys; k++) {
-			fprintf(st->out, "%s%s x%" PRIu64 " %.1f ms", sep,
-				lw_kev_syscall_label(s->sys[k].nr, nb,
-						     sizeof(nb)),
-				s->sys[k].count, ms(s->sys[k].total_ns));
-			sep = ", ";
-		}
-		sep = s->nsys ? ", " : "; ";
-		if (s->offcpu_ns > 0) {
-			fprintf(st->out, "%soff CPU outside syscalls %.1f ms",
-				sep, ms(s->offcpu_ns));
-			sep = ", ";
-		}
-		if (s->samples > 0)
-			fprintf(st->out, "%son CPU %" PRIu64 " stack sample%s",
-				sep, s->samples, s->samples == 1 ? "" : "s");
-		fputc('\n', st->out);
-	}
-	if (st->outside > 0)
-		fprintf(st->out,
-			"  %" PRIu64 " slow event%s outside callbacks\n",
-			st->outside, st->outside == 1 ? "" : "s");
-	if (st->bpf == NULL)
-		return;
-	print_blocking(st);
-
-	struct lw_bpf_stats bs;
-	if (lw_bpf_stats_read(st->bpf, &bs) == 0) {
-		if (bs.lost > 0)
-			fprintf(st->out,
-				"loopwatch: %" PRIu64
-				" kernel events lost (the ring buffer was "
-				"full)\n",
-				(uint64_t)bs.lost);
-		if (bs.block_dropped > 0)
-			fprintf(st->out,
-				"loopwatch: %" PRIu64
-				" blocking calls not counted (the table was "
-				"full)\n",
-				(uint64_t)bs.block_dropped);
-	}
-	if (lw_join_dropped(st->join) > 0)
-		fprintf(st->out,
-			"loopwatch: %" PRIu64
-			" kernel events dropped unmatched (the join buffer "
-			"was full)\n",
-			lw_join_dropped(st->join));
-	if (lw_bpf_bad_records(st->bpf) > 0)
-		fprintf(st->out,
-			"loopwatch: %lu kernel records of an unknown kind or "
-			"size skipped\n",
-			lw_bpf_bad_records(st->bpf));
-}
-
 /* Load and attach the probes; NULL (after one line on stderr) if the
  * kernel will not have them: the rings alone still tell a lot. */
 static struct lw_bpf *open_probes(struct state *st)
@@ -835,6 +1141,7 @@ static struct lw_bpf *open_probes(struct state *st)
 	}
 	return b;
 fail:
+	snprintf(st->kprobes_why, sizeof(st->kprobes_why), "%s", why);
 	fprintf(stderr,
 		"loopwatch: kernel probes unavailable (%s); continuing with "
 		"the rings alone\n",
@@ -863,7 +1170,8 @@ static void add_thread(struct state *st, pid_t tid, uint32_t wait,
 			l->comm[strcspn(l->comm, "\n")] = '\0';
 		fclose(f);
 	}
-	fprintf(st->out, "loop thread %d (%s): no ring, %s\n", (int)tid,
+	emit_loop(st, l);
+	fprintf(st->say, "loop thread %d (%s): no ring, %s\n", (int)tid,
 		l->comm[0] ? l->comm : "?", how);
 	if (st->bpf &&
 	    lw_bpf_watch(st->bpf, l->tid, l->flags, 0, why, sizeof(why)) < 0)
@@ -933,31 +1241,181 @@ static int cannot_attach(pid_t pid, int err, const char *why)
 	return EXIT_USAGE;
 }
 
+/* Watch the loop threads that the rings name by now. */
+static void watch_new_threads(struct state *st)
+{
+	char why[256];
+
+	for (size_t i = 0; i < st->nloops; i++) {
+		struct loop *l = &st->loops[i];
+		if (l->tid != 0 || l->ring == NULL)
+			continue;
+		pid_t tid = lw_rr_tid(l->ring);
+		if (tid <= 0)
+			continue;
+		l->tid = (uint32_t)tid;
+		l->flags = LW_BPF_WAIT_EPOLL;
+		emit_loop(st, l);
+		/* Where the target maps the ring: the kernel reads the
+		 * running callback's site there at each blocking call. */
+		uint64_t base = 0, site_addr = 0;
+		if (lw_proc_map_of_inode(st->o->pid, lw_rr_inode(l->ring),
+					 &base) == 0)
+			site_addr = base +
+				    offsetof(struct lw_ring_header, cur_site);
+		if (st->bpf && lw_bpf_watch(st->bpf, l->tid, l->flags,
+					    site_addr, why, sizeof(why)) < 0)
+			fprintf(stderr,
+				"loopwatch: cannot watch thread %d: %s\n",
+				(int)tid, why);
+	}
+}
+
+/* ---- summaries ---- */
+
+/* A summary of the model so far (now_ns set) or at the end (0), as text
+ * or as one JSON object. */
+static void summarize(struct state *st, uint64_t now)
+{
+	FILE *out = st->o->out ? st->o->out : stdout;
+	lw_check_t *check =
+		st->o->budget ? lw_check_eval(st->model, st->o->budget) : NULL;
+	struct lw_report_opts ro = { .now_ns = now, .check = check };
+
+	if (st->bpf != NULL)
+		emit_blocking(st);
+	if (st->o->json) {
+		lw_json_t j;
+		lw_json_init(&j, out, 0);
+		lw_report_json(st->model, &ro, now ? "interval" : "final",
+			       st->json_seq++, &j);
+		lw_json_end(&j);
+	} else {
+		lw_report_text(st->model, &ro, out);
+	}
+	lw_check_free(check);
+	fflush(out);
+}
+
+/* The kernel's own counts of what it could not deliver, at the end. */
+static void say_kernel_drops(struct state *st)
+{
+	struct lw_bpf_stats bs;
+
+	if (st->bpf == NULL)
+		return;
+	if (lw_bpf_stats_read(st->bpf, &bs) == 0 && bs.block_dropped > 0)
+		fprintf(st->say,
+			"loopwatch: %" PRIu64
+			" blocking calls not counted (the table was full)\n",
+			(uint64_t)bs.block_dropped);
+	if (lw_join_dropped(st->join) > 0)
+		fprintf(st->say,
+			"loopwatch: %" PRIu64
+			" kernel events dropped unmatched (the join buffer "
+			"was full)\n",
+			lw_join_dropped(st->join));
+	if (lw_bpf_bad_records(st->bpf) > 0)
+		fprintf(st->say,
+			"loopwatch: %lu kernel records of an unknown kind or "
+			"size skipped\n",
+			lw_bpf_bad_records(st->bpf));
+}
+
+/* record's progress on a terminal: one line, rewritten. */
+static void progress(struct state *st, uint64_t now, uint64_t t0)
+{
+	if (st->rec == NULL || !isatty(STDERR_FILENO))
+		return;
+	uint64_t n = 0, lost = 0;
+	for (size_t i = 0; i < lw_model_nloops(st->model); i++) {
+		n += lw_model_loop_at(st->model, i)->records;
+	}
+	for (size_t i = 0; i < st->nloops; i++)
+		lost += st->loops[i].cur.lost;
+	fprintf(stderr,
+		"\rrecording: %.0f s, %" PRIu64 " callbacks, %.1f MB, %" PRIu64
+		" lost ",
+		(double)(now - t0) / 1e9, n,
+		(double)lw_rec_writer_bytes(st->rec) / 1e6, lost);
+}
+
+/* ---- the run ---- */
+
+#define STR_(x) #x
+#define STR(x) STR_(x)
+static const char version[] = STR(LW_VERSION_MAJOR) "." STR(
+	LW_VERSION_MINOR) "." STR(LW_VERSION_PATCH);
+
+static int open_recording(struct state *st, const char *comm, uint32_t sources,
+			  const char *rings_why)
+{
+	char host[256] = "", why[512];
+
+	gethostname(host, sizeof(host) - 1);
+	lw_rec_header_t h = {
+		.version = version,
+		.pid = st->o->pid,
+		.comm = comm,
+		.hostname = host,
+		.mono_ns = lw_model_info(st->model)->start_ns,
+		.real_ns = lw_model_info(st->model)->real_ns,
+		.min_ns = st->o->min_ns,
+		.sources = sources,
+		.rings_why = rings_why,
+		.kprobes_why = st->kprobes_why,
+	};
+	st->rec = lw_rec_open(st->o->record_path, &h, 0, why, sizeof(why));
+	if (st->rec == NULL) {
+		fprintf(stderr, "loopwatch: cannot write the recording %s\n",
+			why);
+		return -1;
+	}
+	return 0;
+}
+
 int lw_attach_run(const struct lw_attach_opts *o)
 {
 	/* Large (the buffers): on the heap. */
 	struct state *st = xcalloc(1, sizeof(*st));
-	char why[512];
+	FILE *out = o->out ? o->out : stdout;
+	char why[512], rings_why[256] = "";
 	int rc = 0;
 
 	st->o = o;
-	st->out = o->out ? o->out : stdout;
+	st->say = o->json ? stderr : out;
+	st->ev = o->events && !o->json ? out : NULL;
+	st->model = lw_model_new();
+	if (st->model == NULL) {
+		fprintf(stderr, "loopwatch: cannot allocate memory\n");
+		exit(EXIT_USAGE);
+	}
 
 	int r = lw_rr_attach(o->pid, &st->p, why, sizeof(why));
 	if (r < 0) {
+		lw_model_free(st->model);
 		free(st);
 		return cannot_attach(o->pid, r, why);
 	}
 	st->bpf = open_probes(st);
+	if (st->p->nrings == 0)
+		snprintf(rings_why, sizeof(rings_why), "%s",
+			 st->p->nskipped
+				 ? st->p->skipped_why
+				 : "the process has no loopwatch rings");
 	if (st->p->nrings == 0 && st->bpf == NULL) {
 		fprintf(stderr,
 			"loopwatch: cannot attach to PID %d: no loopwatch "
-			"rings (%s) and no kernel probes: nothing to watch\n",
+			"rings (%s) and no kernel probes (%s): nothing to "
+			"watch\n",
 			(int)o->pid,
-			st->p->nskipped ? st->p->skipped_why : "none found");
-		lw_rr_detach(st->p);
-		free(st);
-		return EXIT_USAGE;
+			st->p->nskipped ? st->p->skipped_why : "none found",
+			st->kprobes_why);
+		fprintf(stderr,
+			"loopwatch: hint: run as root for the kernel probes, "
+			"or link the program with libloopwatch\n");
+		rc = EXIT_USAGE;
+		goto out;
 	}
 	for (size_t i = 0; i < st->p->nrings; i++) {
 		struct loop *l = add_loop(st);
@@ -983,11 +1441,34 @@ int lw_attach_run(const struct lw_attach_opts *o)
 
 	char comm[64] = "?";
 	lw_proc_comm(o->pid, comm, sizeof(comm));
-	fprintf(st->out,
+	uint32_t sources = (st->p->nrings ? LW_REC_SRC_RINGS : 0) |
+			   (st->bpf ? LW_REC_SRC_KPROBES : 0);
+	lw_rec_header_t h = {
+		.version = version,
+		.pid = o->pid,
+		.comm = comm,
+		.mono_ns = now_ns(),
+		.real_ns = real_ns(),
+		.min_ns = o->min_ns,
+		.sources = sources,
+		.rings_why = rings_why,
+		.kprobes_why = st->kprobes_why,
+	};
+	lw_model_header(st->model, &h);
+	if (o->record_path &&
+	    open_recording(st, comm, sources, rings_why) < 0) {
+		rc = EXIT_USAGE;
+		goto out;
+	}
+
+	/* The first line says what is watched with what, and why not more. */
+	fprintf(st->say,
 		"attached to PID %d (%s): %zu loop%s with rings, kernel probes "
 		"%s, slow from %.1f ms\n",
 		(int)o->pid, comm, st->p->nrings, st->p->nrings == 1 ? "" : "s",
 		st->bpf ? "on" : "off", ms(o->min_ns));
+	for (size_t i = 0; i < st->nloops; i++)
+		emit_loop(st, &st->loops[i]);
 	if ((st->p->nrings == 0 || o->tid > 0) && find_threads(st) == 0) {
 		fprintf(stderr,
 			"loopwatch: cannot attach to PID %d: no loopwatch "
@@ -1009,15 +1490,18 @@ int lw_attach_run(const struct lw_attach_opts *o)
 				"stalls: %s\n",
 				swhy);
 	}
-	fflush(st->out);
+	fflush(st->say);
 
 	struct sigaction sa = { .sa_handler = on_signal }, old_int, old_term;
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, &old_int);
 	sigaction(SIGTERM, &sa, &old_term);
 
-	uint64_t t0 = now_ns(), next_alive = t0;
+	uint64_t t0 = now_ns(), next_alive = t0, next_counters = t0;
+	uint64_t next_summary = o->interval_ns ? t0 + o->interval_ns : 0;
+	uint64_t next_blocking = t0 + BLOCKING_NS, next_progress = t0;
 	int exited = 0;
+	emit_counters(st, t0);
 	while (!stop_signal) {
 		uint64_t now = now_ns();
 		if (o->duration_ns && now - t0 >= o->duration_ns)
@@ -1046,7 +1530,26 @@ int lw_attach_run(const struct lw_attach_opts *o)
 			nanosleep(&ts, NULL);
 		}
 		drain(st, 0);
-		fflush(st->out);
+		now = now_ns();
+		check_stuck(st, now);
+		if (now >= next_counters) {
+			emit_counters(st, now);
+			next_counters = now + COUNTERS_NS;
+		}
+		if (st->rec && now >= next_blocking) {
+			emit_blocking(st);
+			next_blocking = now + BLOCKING_NS;
+		}
+		if (next_summary && now >= next_summary) {
+			summarize(st, now);
+			next_summary = now + o->interval_ns;
+		}
+		if (now >= next_progress) {
+			progress(st, now, t0);
+			next_progress = now + PROGRESS_NS;
+		}
+		if (st->ev)
+			fflush(st->ev);
 	}
 	/* Stop the probes first so that the last events are all in the
 	 * ring buffer, then read everything once more. */
@@ -1055,21 +1558,53 @@ int lw_attach_run(const struct lw_attach_opts *o)
 		lw_bpf_poll(st->bpf, 0, on_event, st);
 	}
 	drain(st, 1);
+	report_kernel_loss(st);
+	uint64_t end = now_ns();
+	emit_counters(st, end);
+	if (st->bpf)
+		emit_blocking(st);
+	if (st->rec && isatty(STDERR_FILENO))
+		fputc('\n', stderr);
 	if (exited)
-		fprintf(st->out, "loopwatch: process %d exited\n", (int)o->pid);
-	print_summary(st);
-	fflush(st->out);
+		fprintf(st->say, "loopwatch: process %d exited\n", (int)o->pid);
+	lw_rec_end_t e = { .end_ns = end, .kernel_lost = st->kernel_lost };
+	for (size_t i = 0; i < st->nloops; i++)
+		e.lost_records += st->loops[i].cur.lost;
+	lw_model_end(st->model, &e);
+	if (o->summary)
+		summarize(st, 0);
+	say_kernel_drops(st);
+	if (st->rec) {
+		if (lw_rec_close(st->rec, &e, why, sizeof(why)) < 0) {
+			fprintf(stderr,
+				"loopwatch: cannot write the recording %s: "
+				"%s\n",
+				o->record_path, why);
+			rc = EXIT_USAGE;
+		}
+		st->rec = NULL;
+	}
+	fflush(out);
+	fflush(st->say);
 	sigaction(SIGINT, &old_int, NULL);
 	sigaction(SIGTERM, &old_term, NULL);
 out:
-	free(st->sites);
-	free(st->rows);
+	if (st->rec)
+		lw_rec_close(st->rec, NULL, why, sizeof(why));
+	if (o->model_out && rc == 0) {
+		*o->model_out = st->model;
+		st->model = NULL;
+	}
+	lw_model_free(st->model);
+	for (size_t i = 0; i < st->nloops; i++)
+		free(st->loops[i].site_sent);
 	free(st->loops);
 	lw_join_free(st->join);
 	if (st->ks.uw != NULL)
 		lw_unwind_close(st->ks.uw); /* and its symbolizer */
 	else
 		lw_sym_close(st->ks.sym);
+	lw_snap_close(st->snap);
 	lw_bpf_free(st->bpf);
 	lw_rr_detach(st->p);
 	free(st);

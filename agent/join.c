@@ -119,6 +119,18 @@ size_t lw_join_expire(lw_join_t *j, uint32_t tid, uint64_t now_ns,
 	return move_out(j, tid, out, max, expired, &x);
 }
 
+const char *lw_join_latest_stack(const lw_join_t *j, uint32_t tid,
+				 uint32_t kind, uint64_t since_ns)
+{
+	for (size_t i = j->n; i-- > 0;) {
+		const lw_join_event_t *e = &j->ev[i];
+		if (e->h.tid == tid && e->h.kind == kind &&
+		    e->h.start_ns >= since_ns && e->stack != NULL)
+			return e->stack;
+	}
+	return NULL;
+}
+
 size_t lw_join_pending(const lw_join_t *j)
 {
 	return j->n;

@@ -67,6 +67,12 @@ size_t lw_join_expire(lw_join_t *j, uint32_t tid, uint64_t now_ns,
 		      uint64_t grace_ns, uint64_t running_since_ns,
 		      lw_join_event_t *out, size_t max);
 
+/* The stack of the latest buffered event of thread tid of this kind that
+ * started at since_ns or later (a callback stuck right now: its latest
+ * sample), or NULL.  Valid until the join is changed. */
+const char *lw_join_latest_stack(const lw_join_t *j, uint32_t tid,
+				 uint32_t kind, uint64_t since_ns);
+
 size_t lw_join_pending(const lw_join_t *j);
 uint64_t lw_join_dropped(const lw_join_t *j); /* events dropped when full */
 

@@ -6,13 +6,24 @@
  *   loopwatch dump [opts] PID       a process's sites, then its records
  *   loopwatch attach [opts] PID     slow callbacks and what held them up
  *   loopwatch run [opts] -- PROG    start PROG and watch it the same way
+ *   loopwatch check [budgets] (PID | -- PROG)   the CI gate
+ *   loopwatch record -o FILE (PID | -- PROG)    save the joined stream
+ *   loopwatch report [--json | --trace] FILE    read it back
  *
- * Exit codes: 0 fine, 1 a budget was exceeded (check, later), 2 bad usage
- * or cannot attach.  Errors read "loopwatch: cannot <verb> <noun>: <why>",
- * followed by a hint when there is one.
+ * Exit codes: 0 fine, 1 a budget was exceeded (check, report), 2 bad
+ * usage, cannot attach, or a damaged recording.  Errors read "loopwatch: cannot
+ * <verb> <noun>: <why>", followed by a hint when there is one.
  */
 #include "attach.h"
+#include "budget.h"
+#include "check.h"
+#include "duration.h"
+#include "json.h"
+#include "model.h"
+#include "recording.h"
+#include "report.h"
 #include "spawn.h"
+#include "trace.h"
 #include "loopwatch.h"
 #include "loopwatch_ring.h"
 #include "proc.h"
@@ -515,48 +526,191 @@ static int cmd_dump(int argc, char **argv)
 	return 0;
 }
 
-/* ---- attach ---- */
+/* ---- attach, run, check, record ---- */
 
-/* The options that attach and run share; with_tid: attach's --tid.
- * Returns 0 with optind at the operands, -1 after --help, or an exit
- * status. */
+/* What the watching commands take besides lw_attach_opts. */
+struct watch_cli {
+	struct lw_attach_opts o;
+	lw_budget_t *budget; /* NULL until a budget flag */
+	const char *junit_path, *json_path; /* check */
+	int have_interval, have_stuck;
+};
+
+enum {
+	OPT_JSON = 256,
+	OPT_INTERVAL,
+	OPT_STUCK,
+	OPT_BUDGETS,
+	OPT_BUDGET,
+	OPT_JUNIT,
+	OPT_NO_EVENTS,
+};
+
+/* What each command accepts, beyond --duration, --min-ms and --help. */
+enum {
+	W_TID = 1,
+	W_JSON = 2, /* --json (to stdout) */
+	W_JSON_FILE = 4, /* --json FILE (check) */
+	W_BUDGET = 8,
+	W_JUNIT = 16,
+	W_OUTPUT = 32, /* -o FILE (record) */
+	W_LIVE = 64, /* --interval, --stuck-ms, --quiet */
+};
+
+/* A duration flag: a whole number of seconds ("30"), or a duration with
+ * its unit ("500ms", "1.5s", "2m"); 0 and above a year are refused. */
+static int parse_duration_flag(const char *s, uint64_t *ns)
+{
+	long long v = parse_uint(s, 31536000);
+	char why[128];
+
+	if (v > 0) {
+		*ns = (uint64_t)v * 1000000000u;
+		return 0;
+	}
+	if (lw_duration_parse_str(s, ns, why, sizeof(why)) < 0 || *ns == 0 ||
+	    *ns > 31536000ull * 1000000000u)
+		return -1;
+	return 0;
+}
+
+static int budget_flag(const struct command *cmd, struct watch_cli *w, int file,
+		       const char *arg)
+{
+	char why[512];
+	int r;
+
+	if (w->budget == NULL && (w->budget = lw_budget_new()) == NULL) {
+		fprintf(stderr, "loopwatch: cannot allocate memory\n");
+		return EXIT_USAGE;
+	}
+	r = file ? lw_budget_load(w->budget, arg, why, sizeof(why))
+		 : lw_budget_set_flag(w->budget, arg, why, sizeof(why));
+	if (r < 0) {
+		fprintf(stderr, "loopwatch: %s: %s\n",
+			file ? "cannot read the budgets" : "bad --budget", why);
+		fprintf(stderr,
+			"Try 'loopwatch %s --help'; the format is in "
+			"docs/budgets.md.\n",
+			cmd->name);
+		return EXIT_USAGE;
+	}
+	return 0;
+}
+
+/* Parse the options of a watching command.  Returns 0 with optind at the
+ * operands, -1 after --help, or an exit status. */
 static int watch_opts(const struct command *cmd, int argc, char **argv,
-		      struct lw_attach_opts *o, int with_tid)
+		      struct watch_cli *w, unsigned allow)
 {
 	static const struct option opts[] = {
 		{ "duration", required_argument, NULL, 'd' },
 		{ "min-ms", required_argument, NULL, 'm' },
 		{ "tid", required_argument, NULL, 't' },
+		{ "output", required_argument, NULL, 'o' },
+		{ "json", optional_argument, NULL, OPT_JSON },
+		{ "interval", required_argument, NULL, OPT_INTERVAL },
+		{ "stuck-ms", required_argument, NULL, OPT_STUCK },
+		{ "budgets", required_argument, NULL, OPT_BUDGETS },
+		{ "budget", required_argument, NULL, OPT_BUDGET },
+		{ "junit", required_argument, NULL, OPT_JUNIT },
+		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	long long v;
-	int c;
+	int c, r;
 
-	while ((c = getopt_long(argc, argv, "+d:m:t:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+d:m:t:o:qh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'd':
-			v = parse_uint(optarg, 31536000);
-			if (v <= 0)
-				return usage_error(cmd, "bad --duration '%s'",
+			if (parse_duration_flag(optarg, &w->o.duration_ns) < 0)
+				return usage_error(cmd,
+						   "bad --duration '%s' (say "
+						   "30, 30s, 500ms or 2m)",
 						   optarg);
-			o->duration_ns = (uint64_t)v * 1000000000u;
 			break;
 		case 'm':
 			v = parse_uint(optarg, 3600000);
 			if (v <= 0)
-				return usage_error(cmd, "bad --min-ms '%s'",
+				return usage_error(cmd,
+						   "bad --min-ms '%s' (a whole "
+						   "number of milliseconds, "
+						   "at least 1)",
 						   optarg);
-			o->min_ns = (uint64_t)v * 1000000u;
+			w->o.min_ns = (uint64_t)v * 1000000u;
 			break;
 		case 't':
-			if (!with_tid)
+			if (!(allow & W_TID))
 				return usage_error(cmd, "unknown option");
 			v = parse_uint(optarg, INT_MAX);
 			if (v <= 0)
 				return usage_error(cmd, "bad --tid '%s'",
 						   optarg);
-			o->tid = (pid_t)v;
+			w->o.tid = (pid_t)v;
+			break;
+		case 'o':
+			if (!(allow & W_OUTPUT))
+				return usage_error(cmd, "unknown option");
+			w->o.record_path = optarg;
+			break;
+		case OPT_JSON:
+			if (allow & W_JSON_FILE) {
+				if (optarg == NULL || !*optarg)
+					return usage_error(
+						cmd, "--json needs a file "
+						     "(--json=FILE)");
+				w->json_path = optarg;
+			} else if (allow & W_JSON) {
+				if (optarg != NULL)
+					return usage_error(
+						cmd, "--json takes no value "
+						     "here");
+				w->o.json = 1;
+			} else {
+				return usage_error(cmd, "unknown option");
+			}
+			break;
+		case OPT_INTERVAL:
+			if (!(allow & W_LIVE))
+				return usage_error(cmd, "unknown option");
+			if (parse_duration_flag(optarg, &w->o.interval_ns) < 0)
+				return usage_error(cmd,
+						   "bad --interval '%s' (say "
+						   "10, 10s or 500ms)",
+						   optarg);
+			w->have_interval = 1;
+			break;
+		case OPT_STUCK:
+			if (!(allow & W_LIVE))
+				return usage_error(cmd, "unknown option");
+			v = parse_uint(optarg, 3600000);
+			if (v < 0)
+				return usage_error(cmd,
+						   "bad --stuck-ms '%s' (a "
+						   "whole number of "
+						   "milliseconds; 0: off)",
+						   optarg);
+			w->o.stuck_ns = (uint64_t)v * 1000000u;
+			w->have_stuck = 1;
+			break;
+		case OPT_BUDGETS:
+		case OPT_BUDGET:
+			if (!(allow & W_BUDGET))
+				return usage_error(cmd, "unknown option");
+			r = budget_flag(cmd, w, c == OPT_BUDGETS, optarg);
+			if (r)
+				return r;
+			break;
+		case OPT_JUNIT:
+			if (!(allow & W_JUNIT))
+				return usage_error(cmd, "unknown option");
+			w->junit_path = optarg;
+			break;
+		case 'q':
+			if (!(allow & W_LIVE))
+				return usage_error(cmd, "unknown option");
+			w->o.events = 0;
 			break;
 		case 'h':
 			print_command_help(cmd);
@@ -565,37 +719,57 @@ static int watch_opts(const struct command *cmd, int argc, char **argv,
 			return usage_error(cmd, "unknown option");
 		}
 	}
+	w->o.budget = w->budget;
 	return 0;
 }
 
-static int cmd_attach(int argc, char **argv)
+static void watch_defaults(struct watch_cli *w)
 {
-	const struct command *cmd = find_command("attach");
-	struct lw_attach_opts o = { .min_ns = 1000000 };
-	int r = watch_opts(cmd, argc, argv, &o, 1);
-
-	if (r != 0)
-		return r < 0 ? 0 : r;
-	int bad = pid_operand(cmd, argc, argv, &o.pid);
-	if (bad)
-		return bad;
-	return lw_attach_run(&o);
+	memset(w, 0, sizeof(*w));
+	w->o.min_ns = 1000000;
+	w->o.stuck_ns = 250000000;
+	w->o.events = 1;
+	w->o.summary = 1;
 }
 
-/* ---- run ---- */
-
-static int cmd_run(int argc, char **argv)
+/* Live commands without --duration summarize every 10 s unless told. */
+static void live_interval(struct watch_cli *w)
 {
-	const struct command *cmd = find_command("run");
-	struct lw_attach_opts o = { .min_ns = 1000000 };
-	char why[512];
-	int r = watch_opts(cmd, argc, argv, &o, 0);
+	if (!w->have_interval && w->o.duration_ns == 0)
+		w->o.interval_ns = 10000000000ull;
+}
 
-	if (r != 0)
-		return r < 0 ? 0 : r;
+/* Watch what the operands name: a PID, or "-- PROGRAM ARGS" which is
+ * started, watched, and stopped at the end.  *status gets the program's
+ * exit status (for run), 0 for a PID.  Returns the watch's exit status. */
+static int watch_target(const struct command *cmd, int argc, char **argv,
+			struct lw_attach_opts *o, int *status_out,
+			int allow_pid, int allow_prog)
+{
+	char why[512];
+	int r;
+
+	*status_out = 0;
+	/* getopt_long stops at "--" and skips it: a program follows when
+	 * the word before the operands is "--". */
+	int prog = !allow_pid || (optind > 0 && optind <= argc &&
+				  strcmp(argv[optind - 1], "--") == 0);
 	if (optind >= argc)
-		return usage_error(cmd, "no program to run");
-	const char *prog = argv[optind];
+		return usage_error(cmd, allow_pid && allow_prog
+						? "missing PID or -- PROGRAM"
+					: allow_pid ? "missing PID"
+						    : "no program to run");
+	if (!prog || !allow_prog) {
+		if (!allow_pid)
+			return usage_error(cmd,
+					   "no program to run (put it after "
+					   "--)");
+		int bad = pid_operand(cmd, argc, argv, &o->pid);
+		if (bad)
+			return bad;
+		return lw_attach_run(o);
+	}
+	const char *name = argv[optind];
 	pid_t pid = lw_spawn(argv + optind, why, sizeof(why));
 	if (pid < 0) {
 		fprintf(stderr, "loopwatch: %s\n", why);
@@ -610,9 +784,14 @@ static int cmd_run(int argc, char **argv)
 		fprintf(stderr,
 			"loopwatch: %s has no loop after 5 s (no loopwatch "
 			"ring, no thread in an event wait)\n",
-			prog);
-	o.pid = pid;
-	int rc = r == -ESRCH ? 0 : lw_attach_run(&o);
+			name);
+	o->pid = pid;
+	int rc = r == -ESRCH ? 0 : lw_attach_run(o);
+	if (r == -ESRCH)
+		fprintf(stderr,
+			"loopwatch: %s exited before it had a loop to "
+			"watch\n",
+			name);
 	/* The watch is over: a program still running (the duration ended,
 	 * or it could not be watched) is stopped, as timeout(1) would. */
 	int status = 0, stopped = 0;
@@ -621,22 +800,312 @@ static int cmd_run(int argc, char **argv)
 		stopped = 1;
 		waitpid(pid, &status, 0);
 	}
-	if (rc != 0)
-		return rc;
 	if (stopped)
-		return 0;
-	if (WIFEXITED(status)) {
+		*status_out = 0;
+	else if (WIFEXITED(status)) {
 		if (WEXITSTATUS(status) != 0)
 			fprintf(stderr, "loopwatch: %s exited with status %d\n",
-				prog, WEXITSTATUS(status));
-		return WEXITSTATUS(status);
-	}
-	if (WIFSIGNALED(status)) {
+				name, WEXITSTATUS(status));
+		*status_out = WEXITSTATUS(status);
+	} else if (WIFSIGNALED(status)) {
 		fprintf(stderr, "loopwatch: %s was killed by signal %d (%s)\n",
-			prog, WTERMSIG(status), strsignal(WTERMSIG(status)));
-		return 128 + WTERMSIG(status);
+			name, WTERMSIG(status), strsignal(WTERMSIG(status)));
+		*status_out = 128 + WTERMSIG(status);
 	}
-	return 0;
+	/* run passes on the status of a program that ended at once; check
+	 * and record could not do their job. */
+	if (r == -ESRCH)
+		return allow_pid ? EXIT_USAGE : 0;
+	return rc;
+}
+
+static int cmd_attach(int argc, char **argv)
+{
+	const struct command *cmd = find_command("attach");
+	struct watch_cli w;
+	int status;
+
+	watch_defaults(&w);
+	int r = watch_opts(cmd, argc, argv, &w,
+			   W_TID | W_JSON | W_BUDGET | W_LIVE);
+	if (r == 0) {
+		live_interval(&w);
+		r = watch_target(cmd, argc, argv, &w.o, &status, 1, 0);
+	}
+	lw_budget_free(w.budget);
+	return r < 0 ? 0 : r;
+}
+
+static int cmd_run(int argc, char **argv)
+{
+	const struct command *cmd = find_command("run");
+	struct watch_cli w;
+	int status = 0;
+
+	watch_defaults(&w);
+	int r = watch_opts(cmd, argc, argv, &w, W_JSON | W_BUDGET | W_LIVE);
+	if (r == 0) {
+		live_interval(&w);
+		r = watch_target(cmd, argc, argv, &w.o, &status, 0, 1);
+	}
+	lw_budget_free(w.budget);
+	if (r < 0)
+		return 0;
+	return r != 0 ? r : status;
+}
+
+static FILE *open_out(const char *path, const char *what)
+{
+	FILE *f = fopen(path, "w");
+	if (f == NULL)
+		fprintf(stderr, "loopwatch: cannot write the %s %s: %s\n", what,
+			path, strerror(errno));
+	return f;
+}
+
+static int cmd_check(int argc, char **argv)
+{
+	const struct command *cmd = find_command("check");
+	struct watch_cli w;
+	lw_model_t *model = NULL;
+	int status = 0, rc;
+
+	watch_defaults(&w);
+	w.o.events = 0;
+	w.o.model_out = &model;
+	rc = watch_opts(cmd, argc, argv, &w,
+			W_BUDGET | W_JSON_FILE | W_JUNIT | W_LIVE);
+	if (rc != 0)
+		goto out;
+	if (w.budget == NULL) {
+		rc = usage_error(cmd,
+				 "no budgets: give --budgets FILE or --budget "
+				 "KEY=VALUE (like --budget callback.max=50ms)");
+		goto out;
+	}
+	int prog = optind > 0 && optind <= argc &&
+		   strcmp(argv[optind - 1], "--") == 0;
+	if (!prog && optind < argc && w.o.duration_ns == 0) {
+		rc = usage_error(cmd, "watching a PID needs --duration (how "
+				      "long to watch it)");
+		goto out;
+	}
+	/* Open the outputs first: a path that cannot be written is found
+	 * before the run, not after it. */
+	FILE *junit = NULL, *json = NULL;
+	if (w.junit_path &&
+	    (junit = open_out(w.junit_path, "JUnit file")) == NULL) {
+		rc = EXIT_USAGE;
+		goto out;
+	}
+	if (w.json_path &&
+	    (json = open_out(w.json_path, "JSON file")) == NULL) {
+		if (junit)
+			fclose(junit);
+		rc = EXIT_USAGE;
+		goto out;
+	}
+	rc = watch_target(cmd, argc, argv, &w.o, &status, 1, 1);
+	if (rc == 0 && model != NULL) {
+		lw_check_t *c = lw_check_eval(model, w.budget);
+		if (c == NULL) {
+			fprintf(stderr, "loopwatch: cannot allocate memory\n");
+			rc = EXIT_USAGE;
+		} else {
+			printf("\n");
+			lw_check_print(c, model, stdout);
+			rc = c->nfail > 0 ? 1 : 0;
+			if (junit && lw_check_junit(c, model, junit) < 0) {
+				fprintf(stderr,
+					"loopwatch: cannot write the JUnit "
+					"file %s: %s\n",
+					w.junit_path, strerror(errno));
+				rc = EXIT_USAGE;
+			}
+			if (json) {
+				lw_json_t j;
+				struct lw_report_opts ro = { .check = c };
+				lw_json_init(&j, json, 1);
+				lw_report_json(model, &ro, "check", 0, &j);
+				lw_json_end(&j);
+			}
+			lw_check_free(c);
+		}
+	} else if (rc == 0) {
+		rc = EXIT_USAGE;
+	}
+	if (junit && fclose(junit) != 0 && rc != EXIT_USAGE) {
+		fprintf(stderr,
+			"loopwatch: cannot write the JUnit file %s: %s\n",
+			w.junit_path, strerror(errno));
+		rc = EXIT_USAGE;
+	}
+	if (json && fclose(json) != 0 && rc != EXIT_USAGE) {
+		fprintf(stderr,
+			"loopwatch: cannot write the JSON file %s: %s\n",
+			w.json_path, strerror(errno));
+		rc = EXIT_USAGE;
+	}
+out:
+	lw_model_free(model);
+	lw_budget_free(w.budget);
+	return rc < 0 ? 0 : rc;
+}
+
+static int cmd_record(int argc, char **argv)
+{
+	const struct command *cmd = find_command("record");
+	struct watch_cli w;
+	lw_model_t *model = NULL;
+	int status = 0, rc;
+
+	watch_defaults(&w);
+	w.o.events = 0;
+	w.o.summary = 0;
+	w.o.stuck_ns = 0;
+	w.o.model_out = &model;
+	rc = watch_opts(cmd, argc, argv, &w, W_OUTPUT);
+	if (rc != 0)
+		return rc < 0 ? 0 : rc;
+	if (w.o.record_path == NULL)
+		return usage_error(cmd, "missing -o FILE (where to write the "
+					"recording)");
+	rc = watch_target(cmd, argc, argv, &w.o, &status, 1, 1);
+	if (rc == 0 && model != NULL) {
+		uint64_t n = 0;
+		for (size_t i = 0; i < lw_model_nloops(model); i++)
+			n += lw_model_loop_at(model, i)->records;
+		printf("recorded %" PRIu64 " callbacks of PID %d (%s), %" PRIu64
+		       " records lost, to %s\n",
+		       n, (int)lw_model_info(model)->pid,
+		       lw_model_info(model)->comm,
+		       lw_model_info(model)->records_lost, w.o.record_path);
+		printf("read it with: loopwatch report %s (or --json, "
+		       "--trace)\n",
+		       w.o.record_path);
+	}
+	lw_model_free(model);
+	return rc;
+}
+
+/* ---- report ---- */
+
+static int cmd_report(int argc, char **argv)
+{
+	const struct command *cmd = find_command("report");
+	static const struct option opts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "trace", no_argument, NULL, 't' },
+		{ "output", required_argument, NULL, 'o' },
+		{ "budgets", required_argument, NULL, OPT_BUDGETS },
+		{ "budget", required_argument, NULL, OPT_BUDGET },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct watch_cli w;
+	int json = 0, trace = 0, c, rc = 0;
+	const char *out_path = NULL;
+	char why[512];
+
+	watch_defaults(&w);
+	while ((c = getopt_long(argc, argv, "+jto:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'j':
+			json = 1;
+			break;
+		case 't':
+			trace = 1;
+			break;
+		case 'o':
+			out_path = optarg;
+			break;
+		case OPT_BUDGETS:
+		case OPT_BUDGET:
+			rc = budget_flag(cmd, &w, c == OPT_BUDGETS, optarg);
+			if (rc)
+				goto done;
+			break;
+		case 'h':
+			print_command_help(cmd);
+			goto done;
+		default:
+			rc = usage_error(cmd, "unknown option");
+			goto done;
+		}
+	}
+	if (json && trace) {
+		rc = usage_error(cmd, "--json and --trace exclude each other");
+		goto done;
+	}
+	if (optind != argc - 1) {
+		rc = usage_error(cmd, optind >= argc
+					      ? "missing FILE (a recording)"
+					      : "too many arguments");
+		goto done;
+	}
+	const char *path = argv[optind];
+	lw_rec_reader_t *r = lw_rec_reader_open(path, why, sizeof(why));
+	if (r == NULL) {
+		fprintf(stderr, "loopwatch: cannot read %s: %s\n", path, why);
+		rc = EXIT_USAGE;
+		goto done;
+	}
+	FILE *out = stdout;
+	if (out_path && (out = open_out(out_path, "report")) == NULL) {
+		lw_rec_reader_close(r);
+		rc = EXIT_USAGE;
+		goto done;
+	}
+	int bad = 0;
+	if (trace) {
+		bad = lw_trace_write(r, out, why, sizeof(why)) < 0;
+	} else {
+		lw_model_t *m = lw_model_new();
+		lw_rec_item_t it;
+		int n;
+		if (m == NULL) {
+			fprintf(stderr, "loopwatch: cannot allocate memory\n");
+			exit(EXIT_USAGE);
+		}
+		while ((n = lw_rec_next(r, &it)) > 0)
+			lw_model_item(m, &it);
+		if (n < 0) {
+			bad = 1;
+			snprintf(why, sizeof(why), "%s", lw_rec_reader_why(r));
+		}
+		lw_check_t *chk = w.budget ? lw_check_eval(m, w.budget) : NULL;
+		struct lw_report_opts ro = { .check = chk };
+		if (json) {
+			lw_json_t j;
+			lw_json_init(&j, out, 1);
+			lw_report_json(m, &ro, "final", 0, &j);
+			lw_json_end(&j);
+		} else {
+			lw_report_text(m, &ro, out);
+			if (chk) {
+				fprintf(out, "\n");
+				lw_check_print(chk, m, out);
+			}
+		}
+		if (chk && chk->nfail > 0)
+			rc = 1;
+		lw_check_free(chk);
+		lw_model_free(m);
+	}
+	lw_rec_reader_close(r);
+	if (out != stdout && fclose(out) != 0) {
+		fprintf(stderr, "loopwatch: cannot write the report %s: %s\n",
+			out_path, strerror(errno));
+		rc = EXIT_USAGE;
+	}
+	if (bad) {
+		/* What came before the damage is reported above. */
+		fprintf(stderr, "loopwatch: %s: %s\n", path, why);
+		rc = EXIT_USAGE;
+	}
+done:
+	lw_budget_free(w.budget);
+	return rc;
 }
 
 /* ---- dispatch ---- */
@@ -668,8 +1137,8 @@ static const struct command commands[] = {
 	  "(1000)\n"
 	  "  -h, --help          this text\n\n"
 	  "Exit status: 0 fine, 2 bad usage or cannot attach.\n" },
-	{ "attach", cmd_attach, "[--duration S] [--min-ms N] [--tid TID] PID",
-	  "name what held up a running process's slow callbacks",
+	{ "attach", cmd_attach, "[options] PID",
+	  "watch a running process: its slow callbacks and what held them up",
 	  "Watches the loop threads of PID: the threads of its loopwatch "
 	  "rings; without\n"
 	  "rings, the threads that wait in epoll, poll, select or io_uring "
@@ -684,17 +1153,35 @@ static const struct command commands[] = {
 	  "calls that\n"
 	  "can block (file I/O, fsync, sleeps, futex waits) per callback, "
 	  "even when\n"
-	  "fast.  A summary per site ends the report.  Without the kernel "
-	  "probes (not\n"
-	  "root) it goes on with the rings alone.  Stops on Ctrl-C, when PID "
-	  "exits,\n"
-	  "or after S seconds.\n\n"
-	  "  -d, --duration S    stop after S seconds\n"
+	  "fast.  Without them (not root) it goes on with the rings alone, "
+	  "and says so\n"
+	  "in its first lines.  A callback that runs past --stuck-ms is "
+	  "reported while\n"
+	  "it still runs, with the stack of its thread.  A summary (sites "
+	  "worst first,\n"
+	  "with count, total, share of busy time, p50/p90/p99/p99.9 and max; "
+	  "per loop\n"
+	  "utilization, lag, records lost, the defer pool) comes every "
+	  "--interval and\n"
+	  "at the end.  Stops on Ctrl-C, when PID exits, or after "
+	  "--duration.\n\n"
+	  "  -d, --duration D    stop after D (30 = 30 s; or 500ms, 2m)\n"
 	  "  -m, --min-ms N      slow means at least N ms (1)\n"
 	  "  -t, --tid TID       watch thread TID as a loop thread\n"
+	  "      --stuck-ms N    report a callback still running after N ms "
+	  "(250; 0: off)\n"
+	  "      --interval D    a summary every D (10 s without --duration; "
+	  "else at the end)\n"
+	  "      --json          summaries as JSON objects, one per line "
+	  "(docs/json-schema.md)\n"
+	  "      --budgets FILE  mark the sites over these budgets "
+	  "(docs/budgets.md)\n"
+	  "      --budget K=V    one budget (callback.max=50ms, ...)\n"
+	  "  -q, --quiet         do not tell each slow callback, only "
+	  "summaries\n"
 	  "  -h, --help          this text\n\n"
 	  "Exit status: 0 fine, 2 bad usage or cannot attach.\n" },
-	{ "run", cmd_run, "[--duration S] [--min-ms N] -- PROGRAM [ARGS...]",
+	{ "run", cmd_run, "[options] [--] PROGRAM [ARGS...]",
 	  "start a program and watch it as attach does",
 	  "Starts PROGRAM (searched in PATH) with ARGS, waits until it has a "
 	  "loop (a\n"
@@ -704,14 +1191,90 @@ static const struct command commands[] = {
 	  "PROGRAM is\n"
 	  "sent SIGTERM when the time is up.  It shares loopwatch's terminal: "
 	  "Ctrl-C\n"
-	  "reaches both.\n\n"
-	  "  -d, --duration S    stop watching after S seconds, and stop "
-	  "PROGRAM\n"
-	  "  -m, --min-ms N      slow means at least N ms (1)\n"
-	  "  -h, --help          this text\n\n"
+	  "reaches both.  Options as for attach (but --tid).\n\n"
 	  "Exit status: PROGRAM's (128+N when a signal N killed it; 0 when "
 	  "stopped by\n"
 	  "--duration), 2 when it could not be started or watched.\n" },
+	{ "check", cmd_check,
+	  "[--budgets FILE] [--budget K=V]... [options] (PID | -- PROGRAM "
+	  "[ARGS...])",
+	  "the CI gate: run or watch a program and hold it to budgets",
+	  "Watches PID for --duration, or starts PROGRAM and watches it until "
+	  "it exits\n"
+	  "(or --duration ends; it is then stopped), as `loopwatch attach` "
+	  "does, and\n"
+	  "holds what it saw to the budgets: the longest single callback and "
+	  "the p99 of\n"
+	  "each site (per-site budgets by glob), the longest blocking syscall "
+	  "on a loop\n"
+	  "thread (with an allow-list of syscalls per site), the timer lag "
+	  "p99, the\n"
+	  "loops' utilization.  Prints the summary, then each budget with ok "
+	  "or FAIL,\n"
+	  "and for each failure the site, the value, the limit and where it "
+	  "was set,\n"
+	  "and the blocking call or stack sample behind it.  The budget file "
+	  "format,\n"
+	  "with examples, is in docs/budgets.md.\n\n"
+	  "  --budgets FILE      budgets from FILE (may be given more than "
+	  "once)\n"
+	  "  --budget K=V        one budget; flags win over files\n"
+	  "  -d, --duration D    watch this long (needed with a PID)\n"
+	  "  -m, --min-ms N      slow means at least N ms (1)\n"
+	  "  --stuck-ms N        report a callback still running after N ms "
+	  "(250)\n"
+	  "  --junit FILE        write the verdict as JUnit XML, one test "
+	  "case per budget\n"
+	  "  --json=FILE         write the summary and verdict as JSON\n"
+	  "  -h, --help          this text\n\n"
+	  "Exit status: 0 every budget held, 1 a budget broke, 2 it could not "
+	  "do its\n"
+	  "job (bad flags or budgets, cannot attach, program not found).\n" },
+	{ "record", cmd_record,
+	  "-o FILE [options] (PID | -- PROGRAM [ARGS...])",
+	  "save the joined event stream of a process to a file",
+	  "Watches PID (or starts PROGRAM) as `loopwatch attach` does and "
+	  "writes every\n"
+	  "callback, every joined kernel event with its symbolized stack, the "
+	  "loops'\n"
+	  "counters and the blocking-call counts to FILE (format: "
+	  "docs/recording.md).\n"
+	  "`loopwatch report FILE` reads it back.  Stops on Ctrl-C, when the "
+	  "process\n"
+	  "exits, or after --duration; a recorder killed outright leaves a "
+	  "cut file\n"
+	  "whose contents up to the cut are still readable.\n\n"
+	  "  -o, --output FILE   the recording (required)\n"
+	  "  -d, --duration D    stop after D\n"
+	  "  -m, --min-ms N      slow means at least N ms (1)\n"
+	  "  -h, --help          this text\n\n"
+	  "Exit status: 0 fine, 2 bad usage, cannot attach, or cannot write "
+	  "FILE.\n" },
+	{ "report", cmd_report,
+	  "[--json | --trace] [-o OUT] [--budgets FILE] "
+	  "FILE",
+	  "read a recording back: the summary, JSON, or a trace",
+	  "Reads a recording made by `loopwatch record` and prints the "
+	  "summary attach\n"
+	  "would have printed, or with --json the same as one JSON object "
+	  "(docs/json-\n"
+	  "schema.md), or with --trace a Chrome / Perfetto JSON trace "
+	  "(callbacks as\n"
+	  "slices on each loop thread's track, blocking syscalls nested inside "
+	  "them):\n"
+	  "open it in https://ui.perfetto.dev or chrome://tracing.  With "
+	  "budgets, the\n"
+	  "verdict of `check` follows the summary.  A cut or corrupt recording "
+	  "is\n"
+	  "reported with the offset of the damage, after everything before "
+	  "it.\n\n"
+	  "  -j, --json          one JSON object\n"
+	  "  -t, --trace         a Chrome / Perfetto trace\n"
+	  "  -o, --output OUT    write to OUT instead of stdout\n"
+	  "  --budgets FILE, --budget K=V   hold the recording to budgets\n"
+	  "  -h, --help          this text\n\n"
+	  "Exit status: 0 fine, 1 a budget broke, 2 bad usage or a damaged "
+	  "recording.\n" },
 };
 
 static const struct command *find_command(const char *name)

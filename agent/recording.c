@@ -87,6 +87,8 @@ const char *lw_rec_type_name(unsigned type)
 		return "counters";
 	case LW_REC_END:
 		return "end";
+	case LW_REC_BLOCKING:
+		return "blocking";
 	}
 	return "unknown";
 }
@@ -374,7 +376,7 @@ int lw_rec_write_kevent(lw_rec_writer_t *w, const lw_rec_kevent_t *k)
 	p = put32(p, k->nr);
 	p = put32(p, (uint32_t)k->fd);
 	p = put32(p, k->fd_kind);
-	p = put32(p, 0);
+	p = put32(p, k->site_id);
 	p = put64(p, (uint64_t)k->ret);
 	p = put64(p, k->off_cpu_ns);
 	p = put64(p, k->preempt_ns);
@@ -411,6 +413,55 @@ int lw_rec_write_counters(lw_rec_writer_t *w, const lw_rec_counters_t *c)
 	p = put64(p, c->pool_completed);
 	p = put64(p, c->pool_oldest_start_ns);
 	return w_end(w, p);
+}
+
+#define BLOCKING_FIXED 40
+
+int lw_rec_write_blocking(lw_rec_writer_t *w, const lw_rec_blocking_t *b)
+{
+	uint32_t nframes = b->frames == NULL ? 0 : b->nframes;
+	size_t n = BLOCKING_FIXED + 2 + str_len(b->syscall) + 2;
+	uint8_t *p;
+
+	if (nframes > LW_REC_FRAMES_MAX)
+		nframes = LW_REC_FRAMES_MAX;
+	for (uint32_t i = 0; i < nframes; i++)
+		n += 2 + str_len(b->frames[i]);
+	p = w_begin(w, LW_REC_BLOCKING, n);
+	if (p == NULL)
+		return w->err;
+	p = put32(p, b->loop_id);
+	p = put32(p, b->site_id);
+	p = put32(p, b->nr);
+	p = put32(p, b->fd_kind);
+	p = put64(p, b->calls);
+	p = put64(p, b->total_ns);
+	p = put64(p, b->max_ns);
+	p = put_str(p, b->syscall);
+	p = put16(p, (uint16_t)nframes);
+	for (uint32_t i = 0; i < nframes; i++)
+		p = put_str(p, b->frames[i]);
+	return w_end(w, p);
+}
+
+int lw_rec_write_item(lw_rec_writer_t *w, const lw_rec_item_t *it)
+{
+	switch (it->type) {
+	case LW_REC_LOOP:
+		return lw_rec_write_loop(w, &it->u.loop);
+	case LW_REC_SITE:
+		return lw_rec_write_site(w, &it->u.site);
+	case LW_REC_CALLBACK:
+		return lw_rec_write_callback(w, &it->u.callback);
+	case LW_REC_KEVENT:
+		return lw_rec_write_kevent(w, &it->u.kevent);
+	case LW_REC_COUNTERS:
+		return lw_rec_write_counters(w, &it->u.counters);
+	case LW_REC_BLOCKING:
+		return lw_rec_write_blocking(w, &it->u.blocking);
+	default:
+		return -EINVAL;
+	}
 }
 
 #define END_LEN 48
@@ -819,7 +870,7 @@ static void d_kevent(struct cur *c, lw_rec_reader_t *r, lw_rec_kevent_t *k)
 	k->nr = c32(c, "nr");
 	k->fd = (int32_t)c32(c, "fd");
 	k->fd_kind = c32(c, "fd_kind");
-	c32(c, "reserved");
+	k->site_id = c32(c, "site_id");
 	k->ret = (int64_t)c64(c, "ret");
 	k->off_cpu_ns = c64(c, "off_cpu_ns");
 	k->preempt_ns = c64(c, "preempt_ns");
@@ -837,6 +888,30 @@ static void d_kevent(struct cur *c, lw_rec_reader_t *r, lw_rec_kevent_t *k)
 		return;
 	}
 	for (uint32_t i = 0; i < k->nframes; i++)
+		r->frames[i] = cstr(c, "frames");
+}
+
+static void d_blocking(struct cur *c, lw_rec_reader_t *r, lw_rec_blocking_t *b)
+{
+	b->loop_id = c32(c, "loop_id");
+	b->site_id = c32(c, "site_id");
+	b->nr = c32(c, "nr");
+	b->fd_kind = c32(c, "fd_kind");
+	b->calls = c64(c, "calls");
+	b->total_ns = c64(c, "total_ns");
+	b->max_ns = c64(c, "max_ns");
+	b->syscall = cstr(c, "syscall");
+	b->nframes = c16(c, "nframes");
+	b->frames = r->frames;
+	if (c->bad == NULL && b->nframes > LW_REC_FRAMES_MAX) {
+		c->bad = "more frames than 128";
+		c->field = "nframes";
+	}
+	if (c->bad != NULL) {
+		b->nframes = 0;
+		return;
+	}
+	for (uint32_t i = 0; i < b->nframes; i++)
 		r->frames[i] = cstr(c, "frames");
 }
 
@@ -955,7 +1030,7 @@ int lw_rec_next(lw_rec_reader_t *r, lw_rec_item_t *item)
 				      "corrupt recording: a second header at "
 				      "offset %llu",
 				      (unsigned long long)off);
-		if (type < LW_REC_HEADER || type > LW_REC_END) {
+		if (type < LW_REC_HEADER || type > LW_REC_BLOCKING) {
 			if (r->minor <= LW_REC_MINOR)
 				return r_fail(r, LW_REC_E_CORRUPT, off,
 					      "corrupt recording: unknown "
@@ -1010,6 +1085,9 @@ int lw_rec_next(lw_rec_reader_t *r, lw_rec_item_t *item)
 			break;
 		case LW_REC_COUNTERS:
 			d_counters(&c, &item->u.counters);
+			break;
+		case LW_REC_BLOCKING:
+			d_blocking(&c, r, &item->u.blocking);
 			break;
 		case LW_REC_END:
 			d_end(&c, &item->u.end);

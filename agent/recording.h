@@ -7,7 +7,8 @@
  * major.minor, a CRC) followed by a stream of typed, length-prefixed
  * records, each with its own CRC32, all little-endian:
  *
- *     header  loop* site* (callback | kevent | counters | loop | site)*  end
+ *     header  loop* site* (callback | kevent | counters | blocking |
+ *                          loop | site)*  end
  *
  * The first record is always the header; the end record is the clean-end
  * marker, and a recording without one was cut (the recorder was killed or
@@ -58,6 +59,7 @@ enum lw_rec_type {
 	LW_REC_KEVENT = 5,
 	LW_REC_COUNTERS = 6,
 	LW_REC_END = 7,
+	LW_REC_BLOCKING = 8,
 };
 
 /* lw_rec_header_t.sources: which sources were live. */
@@ -131,6 +133,9 @@ typedef struct lw_rec_callback {
  * path, the stack's symbols. */
 typedef struct lw_rec_kevent {
 	uint32_t loop_id; /* the loop whose thread it is, 0 if none */
+	/* The site of the callback it was joined to; 0 outside callbacks and
+	 * in loops without rings. */
+	uint32_t site_id;
 	uint32_t kind; /* LW_BPF_EV_SYSCALL, _OFFCPU, _SPAN or _SAMPLE */
 	int32_t tid;
 	uint32_t flags; /* LW_REC_KEV_* */
@@ -148,6 +153,21 @@ typedef struct lw_rec_kevent {
 	uint32_t nframes; /* <= LW_REC_FRAMES_MAX */
 	const char *const *frames; /* innermost first, symbolized */
 } lw_rec_kevent_t;
+
+/* Calls that can block (bpf/loopwatch_bpf.h: file I/O, fsync, sleeps,
+ * futex waits), counted in the kernel even when fast, for one (loop, site,
+ * syscall, fd kind): totals since the start of the recording, so a later
+ * record for the same four replaces an earlier one. */
+typedef struct lw_rec_blocking {
+	uint32_t loop_id;
+	uint32_t site_id; /* 0: outside callbacks, or a loop without rings */
+	uint32_t nr; /* syscall number (x86-64) */
+	uint32_t fd_kind; /* LW_BPF_FD_* */
+	uint64_t calls, total_ns, max_ns;
+	const char *syscall; /* its name */
+	uint32_t nframes; /* <= LW_REC_FRAMES_MAX */
+	const char *const *frames; /* one call's stack (frame pointers) */
+} lw_rec_blocking_t;
 
 /* A loop's counters at one instant (periodic), and its pool's state. */
 typedef struct lw_rec_counters {
@@ -203,6 +223,11 @@ int lw_rec_write_site(lw_rec_writer_t *w, const lw_rec_site_t *s);
 int lw_rec_write_callback(lw_rec_writer_t *w, const lw_rec_callback_t *c);
 int lw_rec_write_kevent(lw_rec_writer_t *w, const lw_rec_kevent_t *k);
 int lw_rec_write_counters(lw_rec_writer_t *w, const lw_rec_counters_t *c);
+int lw_rec_write_blocking(lw_rec_writer_t *w, const lw_rec_blocking_t *b);
+/* Any of the above by its item (a header or an end item is refused with
+ * -EINVAL: they belong to lw_rec_open and lw_rec_close). */
+struct lw_rec_item;
+int lw_rec_write_item(lw_rec_writer_t *w, const struct lw_rec_item *it);
 
 /* Write out what is buffered (and fsync with LW_REC_FSYNC), so that a
  * recorder killed later leaves a readable, if cut, file. */
@@ -247,6 +272,7 @@ typedef struct lw_rec_item {
 		lw_rec_callback_t callback;
 		lw_rec_kevent_t kevent;
 		lw_rec_counters_t counters;
+		lw_rec_blocking_t blocking;
 		lw_rec_end_t end;
 	} u;
 } lw_rec_item_t;

@@ -206,6 +206,6 @@ TEST_T(attach_tid_without_rings, 60)
 	ASSERT_GE(found, 3);
 	/* Counted as a call that can block, on that thread. */
 	ASSERT(strstr(out, "nanosleep") != NULL);
-	ASSERT(strstr(out, "calls that can block") != NULL);
+	ASSERT(strstr(out, "what held them up:") != NULL);
 	ASSERT(strstr(out, "\ncallback ") == NULL);
 }

@@ -4,29 +4,10 @@
  * exit status passed on; a program that cannot be started is exit 2.
  */
 #include "lwtest.h"
+#include "lwtest_proc.h"
 
 #include <signal.h>
 #include <sys/wait.h>
-
-/* Run loopwatch with argv (after "loopwatch"), its output in out; returns
- * its exit status (-1 if it did not exit normally). */
-static int loopwatch(char **args, char *out, size_t cap)
-{
-	char *argv[32];
-	int fd, n = 0;
-
-	argv[n++] = strdup(lwt_build_path("bin/loopwatch"));
-	for (int i = 0; args[i] && n < 31; i++)
-		argv[n++] = args[i];
-	argv[n] = NULL;
-	pid_t pid = lwt_spawn(argv, &fd, 1, NULL);
-	free(argv[0]);
-	lwt_read_all(fd, out, cap, 60000);
-	close(fd);
-	int st = lwt_wait_exit(pid, 10000);
-	fprintf(stderr, "%s", out);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
 
 TEST_T(run_watches_a_program, 60)
 {
@@ -36,7 +17,7 @@ TEST_T(run_watches_a_program, 60)
 			 "--",	prog,	      "sleep50", NULL };
 
 	/* The duration ends the watch and stops the program: status 0. */
-	ASSERT_EQ(loopwatch(args, out, sizeof(out)), 0);
+	ASSERT_EQ(lwt_loopwatch(args, out, sizeof(out)), 0);
 	free(prog);
 	ASSERT(strstr(out, "attached to PID") != NULL);
 	/* sleep50's timer sleeps 50 ms every 150 ms: a dozen in 2 s. */
@@ -54,7 +35,7 @@ TEST(run_program_not_found)
 	static char out[4096];
 	char *args[] = { "run", "--", "/nonexistent/program", NULL };
 
-	ASSERT_EQ(loopwatch(args, out, sizeof(out)), 2);
+	ASSERT_EQ(lwt_loopwatch(args, out, sizeof(out)), 2);
 	ASSERT(strstr(out, "loopwatch: cannot run /nonexistent/program: No "
 			   "such file or directory") != NULL);
 }
@@ -66,11 +47,11 @@ TEST(run_usage_errors)
 	char *bad[] = { "run", "--duration", "soon", "--", "true", NULL };
 	char *tid[] = { "run", "--tid", "1", "--", "true", NULL };
 
-	ASSERT_EQ(loopwatch(none, out, sizeof(out)), 2);
+	ASSERT_EQ(lwt_loopwatch(none, out, sizeof(out)), 2);
 	ASSERT(strstr(out, "no program to run") != NULL);
-	ASSERT_EQ(loopwatch(bad, out, sizeof(out)), 2);
+	ASSERT_EQ(lwt_loopwatch(bad, out, sizeof(out)), 2);
 	ASSERT(strstr(out, "bad --duration 'soon'") != NULL);
-	ASSERT_EQ(loopwatch(tid, out, sizeof(out)), 2);
+	ASSERT_EQ(lwt_loopwatch(tid, out, sizeof(out)), 2);
 }
 
 /* A program that ends by itself: its status is loopwatch's. */
@@ -79,6 +60,6 @@ TEST_T(run_passes_the_exit_status, 30)
 	static char out[4096];
 	char *args[] = { "run", "--", "/bin/sh", "-c", "exit 3", NULL };
 
-	ASSERT_EQ(loopwatch(args, out, sizeof(out)), 3);
+	ASSERT_EQ(lwt_loopwatch(args, out, sizeof(out)), 3);
 	ASSERT(strstr(out, "loopwatch: /bin/sh exited with status 3") != NULL);
 }

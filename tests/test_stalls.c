@@ -12,6 +12,7 @@
  * Timing assertions are generous lower bounds only.
  */
 #include "lwtest.h"
+#include "lwtest_proc.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -27,80 +28,6 @@ static void need_root(void)
 {
 	if (geteuid() != 0)
 		SKIP("kernel probes need root");
-}
-
-static int tcp_connect(uint16_t port)
-{
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	struct sockaddr_in sa = { .sin_family = AF_INET,
-				  .sin_port = htons(port) };
-
-	ASSERT(fd >= 0);
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	ASSERT_OK(connect(fd, (struct sockaddr *)&sa, sizeof(sa)));
-	struct timeval tv = { 30, 0 };
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	return fd;
-}
-
-/* Send a request and read the answer until the server closes, or until
- * `until` appears in it (NULL: until close). */
-static void ask(uint16_t port, const char *req, const char *until)
-{
-	int fd = tcp_connect(port);
-	char buf[8192];
-	size_t len = 0;
-
-	ASSERT_EQ(send(fd, req, strlen(req), MSG_NOSIGNAL),
-		  (ssize_t)strlen(req));
-	for (;;) {
-		ssize_t r = recv(fd, buf + len, sizeof(buf) - 1 - len, 0);
-		if (r < 0 && errno == EINTR)
-			continue;
-		ASSERT(r >= 0);
-		if (r == 0)
-			break;
-		len += (size_t)r;
-		buf[len] = '\0';
-		if ((until && strstr(buf, until)) || len + 1 == sizeof(buf))
-			break;
-	}
-	close(fd);
-}
-
-static void http_get(uint16_t port, const char *target)
-{
-	char req[512];
-
-	snprintf(req, sizeof(req),
-		 "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: "
-		 "close\r\n\r\n",
-		 target);
-	ask(port, req, NULL);
-}
-
-/* Start argv and read lines until one contains `marker`; its port (the
- * number after "127.0.0.1:") in *port. */
-static pid_t start_listener(char **argv, const char *marker, uint16_t *port,
-			    int *out)
-{
-	char line[1024];
-	pid_t pid = lwt_spawn(argv, out, 1, NULL);
-
-	*port = 0;
-	while (lwt_read_line(*out, line, sizeof(line), 60000) >= 0) {
-		const char *s = strstr(line, marker);
-		if (s && (s = strstr(s, "127.0.0.1:"))) {
-			*port = (uint16_t)atoi(s + strlen("127.0.0.1:"));
-			break;
-		}
-	}
-	if (*port == 0) {
-		kill(pid, SIGKILL);
-		waitpid(pid, NULL, 0);
-		LWT_FAIL("%s did not say where it listens", argv[0]);
-	}
-	return pid;
 }
 
 /* `loopwatch attach --duration S --min-ms M [extra] PID`, started and
@@ -199,6 +126,32 @@ static const char *in_block(const char *s, const char *what)
 	return w && (!end || w < end) ? w : NULL;
 }
 
+/* Whether the summary's "what held them up" section has, under the site
+ * line "  SITE:", a call line that contains what. */
+static int held_up_by(const char *report, const char *site, const char *what)
+{
+	const char *sec = strstr(report, "\nwhat held them up:\n");
+	char head[256];
+
+	if (sec == NULL)
+		return 0;
+	snprintf(head, sizeof(head), "\n  %s:\n", site);
+	const char *s = strstr(sec, head);
+	if (s == NULL)
+		return 0;
+	/* The site's block: its lines are indented by four or more. */
+	for (s += strlen(head); strncmp(s, "    ", 4) == 0;) {
+		const char *eol = strchr(s, '\n');
+		size_t len = eol ? (size_t)(eol - s) : strlen(s);
+		if (s[4] != ' ' && memmem(s, len, what, strlen(what)))
+			return 1;
+		if (!eol)
+			break;
+		s = eol + 1;
+	}
+	return 0;
+}
+
 /* ---- blocky_server: every blocking handler ---- */
 
 TEST_T(stall_blocky_every_handler, 120)
@@ -218,22 +171,22 @@ TEST_T(stall_blocky_every_handler, 120)
 
 	need_root();
 	ASSERT(report != NULL);
-	pid_t srv = start_listener(argv, "listening on", &port, &sfd);
+	pid_t srv = lwt_start_listener(argv, "listening on", &port, &sfd);
 	free(argv[0]);
 	pid_t lw =
 		start_attach(srv, "8", "5", NULL, &afd, first, sizeof(first));
 
-	http_get(port, "/sleep?ms=150");
+	lwt_http_get(port, "/sleep?ms=150");
 	for (int i = 0; i < 3; i++)
-		http_get(port, "/fsync");
-	http_get(port, "/read");
-	http_get(port, "/cpu?ms=300");
-	http_get(port, "/dns?host=loopwatch-test.invalid");
+		lwt_http_get(port, "/fsync");
+	lwt_http_get(port, "/read");
+	lwt_http_get(port, "/cpu?ms=300");
+	lwt_http_get(port, "/dns?host=loopwatch-test.invalid");
 	/* The holder thread keeps the mutex 200 ms, lets go for 101 ms.  A
 	 * request that waited gets it right at a release; the next one, 120
 	 * ms later, finds it held again and waits in futex. */
 	for (int i = 0; i < 3; i++) {
-		http_get(port, "/mutex");
+		lwt_http_get(port, "/mutex");
 		usleep(120000);
 	}
 	finish_attach(lw, afd, first, report, REPORT_CAP);
@@ -264,20 +217,15 @@ TEST_T(stall_blocky_every_handler, 120)
 
 	/* The fast ones, counted by the kernel and attributed to their
 	 * callback through the ring's current slot. */
-	ASSERT(find_line(report, "  GET /fsync ", "fsync (regular file)", NULL,
-			 line, sizeof(line)) != NULL);
-	ASSERT(find_line(report, "  GET /read ", "read (regular file)", NULL,
-			 line, sizeof(line)) != NULL);
-	ASSERT(find_line(report, "  GET /mutex ", "futex", NULL, line,
-			 sizeof(line)) != NULL);
+	ASSERT(held_up_by(report, "GET /fsync", "fsync on regular file: "));
+	ASSERT(held_up_by(report, "GET /read", "read on regular file: "));
+	ASSERT(held_up_by(report, "GET /mutex", "futex"));
 	/* The resolver: reads /etc files, then may ask a name server over
 	 * UDP and poll for the answer; whatever it did on the loop thread
 	 * is on the table under GET /dns. */
-	ASSERT(find_line(report, "  GET /dns ", "x", NULL, line,
-			 sizeof(line)) != NULL);
+	ASSERT(held_up_by(report, "GET /dns", " call"));
 	/* Nothing the handlers did is left outside callbacks. */
-	ASSERT(find_line(report, "  (outside callbacks) ", "fsync", NULL, line,
-			 sizeof(line)) == NULL);
+	ASSERT(!held_up_by(report, "(outside callbacks)", "fsync"));
 	free(report);
 }
 
@@ -298,12 +246,12 @@ TEST_T(stall_blocky_defer_not_on_loop_thread, 90)
 
 	need_root();
 	ASSERT(report != NULL);
-	pid_t srv = start_listener(argv, "listening on", &port, &sfd);
+	pid_t srv = lwt_start_listener(argv, "listening on", &port, &sfd);
 	free(argv[0]);
 	pid_t lw =
 		start_attach(srv, "3", "5", NULL, &afd, first, sizeof(first));
-	http_get(port, "/defer/sleep?ms=200");
-	http_get(port, "/sleep?ms=200");
+	lwt_http_get(port, "/defer/sleep?ms=200");
+	lwt_http_get(port, "/sleep?ms=200");
 	finish_attach(lw, afd, first, report, REPORT_CAP);
 	kill(srv, SIGTERM);
 	lwt_wait_exit(srv, 10000);
@@ -321,10 +269,9 @@ TEST_T(stall_blocky_defer_not_on_loop_thread, 90)
 			 line, sizeof(line)) != NULL);
 	ASSERT(strstr(report, "callback GET /defer/sleep") == NULL);
 	/* Counted as a call that can block: only the control's. */
-	ASSERT(find_line(report, "  GET /sleep ", "nanosleep", NULL, line,
-			 sizeof(line)) != NULL);
-	ASSERT(find_line(report, "  GET /defer", "nanosleep", NULL, line,
-			 sizeof(line)) == NULL);
+	ASSERT(held_up_by(report, "GET /sleep", "nanosleep"));
+	ASSERT(!held_up_by(report, "GET /defer/sleep", "nanosleep"));
+	ASSERT(!held_up_by(report, "GET /defer/* (done)", "nanosleep"));
 	free(report);
 }
 
@@ -341,14 +288,14 @@ TEST_T(stall_plain_loop_cpu_and_sleep, 90)
 
 	need_root();
 	ASSERT(report != NULL);
-	pid_t srv = start_listener(argv, "listening on", &port, &sfd);
+	pid_t srv = lwt_start_listener(argv, "listening on", &port, &sfd);
 	free(argv[0]);
 	pid_t lw =
 		start_attach(srv, "4", "20", NULL, &afd, first, sizeof(first));
 
 	/* Two requests, two iterations. */
-	ask(port, "cpu 300\n", "done");
-	ask(port, "sleep 200\n", "done");
+	lwt_ask(port, "cpu 300\n", "done");
+	lwt_ask(port, "sleep 200\n", "done");
 	finish_attach(lw, afd, first, report, REPORT_CAP);
 	kill(srv, SIGTERM);
 	lwt_wait_exit(srv, 10000);
@@ -446,11 +393,11 @@ TEST_T(stall_redis_debug_sleep, 90)
 	}
 	ASSERT(fd >= 0);
 	close(fd);
-	ask(port, "PING\r\n", "+PONG");
+	lwt_ask(port, "PING\r\n", "+PONG");
 
 	pid_t lw = start_attach(redis, "3", "50", NULL, &afd, first,
 				sizeof(first));
-	ask(port, "DEBUG SLEEP 0.3\r\n", "+OK");
+	lwt_ask(port, "DEBUG SLEEP 0.3\r\n", "+OK");
 	finish_attach(lw, afd, first, report, REPORT_CAP);
 	kill(redis, SIGTERM);
 	lwt_wait_exit(redis, 10000);
@@ -492,7 +439,7 @@ TEST_T(stall_no_tracefs_no_memlock, 60)
 	ASSERT(report != NULL);
 	if (access("/usr/bin/unshare", X_OK) != 0)
 		SKIP("no /usr/bin/unshare");
-	pid_t srv = start_listener(argv, "listening on", &port, &sfd);
+	pid_t srv = lwt_start_listener(argv, "listening on", &port, &sfd);
 	free(argv[0]);
 	/* In a private mount namespace, unmount every tracefs (and the
 	 * debugfs that may hold one), lock no memory, then attach. */
@@ -521,7 +468,7 @@ TEST_T(stall_no_tracefs_no_memlock, 60)
 			break;
 	if (!strstr(first, "kernel probes on"))
 		LWT_FAIL("without tracefs and memlock: %s", first);
-	ask(port, "sleep 200\n", "done");
+	lwt_ask(port, "sleep 200\n", "done");
 	finish_attach(lw, afd, first, report, REPORT_CAP);
 	kill(srv, SIGTERM);
 	lwt_wait_exit(srv, 10000);
@@ -585,7 +532,7 @@ TEST_T(stall_sigkill_leaves_no_program, 60)
 		   "/usr/sbin/bpftool") != 0)
 		SKIP("no bpftool");
 	setenv("PATH", "/usr/sbin:/usr/bin:/sbin:/bin", 1);
-	pid_t srv = start_listener(argv, "listening on", &port, &sfd);
+	pid_t srv = lwt_start_listener(argv, "listening on", &port, &sfd);
 	free(argv[0]);
 	pid_t lw =
 		start_attach(srv, "60", "50", NULL, &afd, first, sizeof(first));
@@ -605,7 +552,7 @@ TEST_T(stall_sigkill_leaves_no_program, 60)
 		usleep(100000);
 	ASSERT_EQ(left, 0);
 	/* The target did not notice. */
-	ask(port, "ping\n", "pong");
+	lwt_ask(port, "ping\n", "pong");
 	kill(srv, SIGTERM);
 	lwt_wait_exit(srv, 10000);
 	close(sfd);
@@ -635,7 +582,7 @@ TEST_T(stall_unprivileged_rings_alone, 60)
 			 "--port",
 			 "0",
 			 NULL };
-	pid_t srv = start_listener(argv, "listening on", &port, &sfd);
+	pid_t srv = lwt_start_listener(argv, "listening on", &port, &sfd);
 	free(argv[4]);
 	snprintf(pidbuf, sizeof(pidbuf), "%d", (int)srv);
 	char *lw_argv[] = { "/usr/bin/setpriv",
@@ -659,7 +606,7 @@ TEST_T(stall_unprivileged_rings_alone, 60)
 		if (strstr(line, "attached to PID") || strstr(line, "cannot"))
 			break;
 	}
-	http_get(port, "/sleep?ms=150");
+	lwt_http_get(port, "/sleep?ms=150");
 	lwt_read_all(afd, report + n, REPORT_CAP - n, 30000);
 	close(afd);
 	int status = lwt_wait_exit(lw, 10000);

@@ -1,0 +1,107 @@
+/*
+ * lwtest_proc.c - what tests that start real servers and the real
+ * loopwatch share: TCP and HTTP requests to a server under test, starting
+ * a server and learning its port, and running loopwatch to its end.
+ */
+#include "lwtest.h"
+#include "lwtest_proc.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+
+int lwt_tcp_connect(uint16_t port)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+				  .sin_port = htons(port) };
+
+	ASSERT(fd >= 0);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ASSERT_OK(connect(fd, (struct sockaddr *)&sa, sizeof(sa)));
+	struct timeval tv = { 30, 0 };
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	return fd;
+}
+
+/* Send a request and read the answer until the server closes, or until
+ * `until` appears in it (NULL: until close). */
+void lwt_ask(uint16_t port, const char *req, const char *until)
+{
+	int fd = lwt_tcp_connect(port);
+	char buf[8192];
+	size_t len = 0;
+
+	ASSERT_EQ(send(fd, req, strlen(req), MSG_NOSIGNAL),
+		  (ssize_t)strlen(req));
+	for (;;) {
+		ssize_t r = recv(fd, buf + len, sizeof(buf) - 1 - len, 0);
+		if (r < 0 && errno == EINTR)
+			continue;
+		ASSERT(r >= 0);
+		if (r == 0)
+			break;
+		len += (size_t)r;
+		buf[len] = '\0';
+		if ((until && strstr(buf, until)) || len + 1 == sizeof(buf))
+			break;
+	}
+	close(fd);
+}
+
+void lwt_http_get(uint16_t port, const char *target)
+{
+	char req[512];
+
+	snprintf(req, sizeof(req),
+		 "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: "
+		 "close\r\n\r\n",
+		 target);
+	lwt_ask(port, req, NULL);
+}
+
+/* Start argv and read lines until one contains `marker`; its port (the
+ * number after "127.0.0.1:") in *port. */
+pid_t lwt_start_listener(char **argv, const char *marker, uint16_t *port,
+			 int *out)
+{
+	char line[1024];
+	pid_t pid = lwt_spawn(argv, out, 1, NULL);
+
+	*port = 0;
+	while (lwt_read_line(*out, line, sizeof(line), 60000) >= 0) {
+		const char *s = strstr(line, marker);
+		if (s && (s = strstr(s, "127.0.0.1:"))) {
+			*port = (uint16_t)atoi(s + strlen("127.0.0.1:"));
+			break;
+		}
+	}
+	if (*port == 0) {
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		LWT_FAIL("%s did not say where it listens", argv[0]);
+	}
+	return pid;
+}
+
+/* Run loopwatch with argv (after "loopwatch"), its output in out; returns
+ * its exit status (-1 if it did not exit normally). */
+int lwt_loopwatch(char **args, char *out, size_t cap)
+{
+	char *argv[32];
+	int fd, n = 0;
+
+	argv[n++] = strdup(lwt_build_path("bin/loopwatch"));
+	for (int i = 0; args[i] && n < 31; i++)
+		argv[n++] = args[i];
+	argv[n] = NULL;
+	pid_t pid = lwt_spawn(argv, &fd, 1, NULL);
+	free(argv[0]);
+	lwt_read_all(fd, out, cap, 60000);
+	close(fd);
+	int st = lwt_wait_exit(pid, 10000);
+	fprintf(stderr, "%s", out);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}

@@ -1,0 +1,32 @@
+/*
+ * lwtest_proc.h - helpers for tests that start real servers and the real
+ * loopwatch (lwtest_proc.c).  They fail the test (LWT_FAIL) on errors.
+ */
+#ifndef LWTEST_PROC_H
+#define LWTEST_PROC_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* A TCP connection to 127.0.0.1:port with a 30 s receive timeout. */
+int lwt_tcp_connect(uint16_t port);
+
+/* Send a request and read the answer until the server closes, or until
+ * `until` appears in it (NULL: until close). */
+void lwt_ask(uint16_t port, const char *req, const char *until);
+
+/* GET target over HTTP/1.1 and read the whole answer. */
+void lwt_http_get(uint16_t port, const char *target);
+
+/* Start argv and read lines until one contains `marker`; its port (the
+ * number after "127.0.0.1:") in *port, the output's fd in *out. */
+pid_t lwt_start_listener(char **argv, const char *marker, uint16_t *port,
+			 int *out);
+
+/* Run build/bin/loopwatch with args (after "loopwatch"; NULL-ended), its
+ * output (stdout and stderr) in out; returns its exit status, -1 if it did
+ * not exit normally.  The output is copied to stderr for the test log. */
+int lwt_loopwatch(char **args, char *out, size_t cap);
+
+#endif /* LWTEST_PROC_H */
