@@ -28,13 +28,18 @@
 # and a pipe ping-pong with no probes, empty programs on loopwatch's attach
 # points, loopwatch watching another thread and this thread, and bpftrace.
 #
+# Part 4, the agent under sustained load (bench/sustain.sh, about 2.5
+# minutes): 1 million callbacks per second for 60 s, watched by loopwatch
+# attach as root and with the rings alone; records lost, agent CPU and
+# memory.  Its settings are SUSTAIN_* (see the script).
+#
 # A ratio below 1 means loopwatch is faster.  Nothing here is a timed
 # assertion: the script exits 0 unless a program is missing or fails.
 #
 # Environment: BENCH_ROUNDS (rounds of part 1), BENCH_PAIRS (on/off pairs of
 # the storm and the pipe ring, default 10), BENCH_MICRO_PAIRS (pairs of the
 # microbenchmark, default 5), BENCH_AB_RUNS (runs of ring_ab_lw, default
-# 3), BENCH_PARTS ("peers ring kprobes", the default, or
+# 3), BENCH_PARTS ("peers ring kprobes sustain", the default, or
 # some of them), BENCH_REPS and BENCH_DIV (passed on to the programs of part
 # 1 and to the pipe ring: repetitions, and a divisor of every count for a
 # quick smoke run; BENCH_DIV divides part 2's counts too), BENCH_RAW=FILE
@@ -51,7 +56,7 @@ rounds=${BENCH_ROUNDS:-3}
 pairs=${BENCH_PAIRS:-10}
 micro_pairs=${BENCH_MICRO_PAIRS:-5}
 ab_runs=${BENCH_AB_RUNS:-3}
-parts=${BENCH_PARTS:-peers ring kprobes}
+parts=${BENCH_PARTS:-peers ring kprobes sustain}
 benches=(timers pipe_ring tcp_pingpong)
 peers=(lw lw-off uv ev event)
 
@@ -483,5 +488,14 @@ if has_part kprobes; then
 	echo
 	BENCH_RAW=${BENCH_RAW:+$BENCH_RAW.kprobes} \
 		bash "$(dirname "$0")/kprobes.sh" "$dir" || fail=1
+fi
+
+# ---------------------------------------------------------------------------
+# Part 4: the agent under sustained load; its own script (it needs
+# BUILD/bin/loopwatch; root for its "root" mode), which prints its figures
+# and verdicts.
+if has_part sustain; then
+	echo
+	bash "$(dirname "$0")/sustain.sh" "$dir" || fail=1
 fi
 exit $fail

@@ -217,8 +217,8 @@ TEST_T(stall_blocky_every_handler, 120)
 
 	/* The fast ones, counted by the kernel and attributed to their
 	 * callback through the ring's current slot. */
-	ASSERT(held_up_by(report, "GET /fsync", "fsync on regular file: "));
-	ASSERT(held_up_by(report, "GET /read", "read on regular file: "));
+	ASSERT(held_up_by(report, "GET /fsync", "fsync on regular file"));
+	ASSERT(held_up_by(report, "GET /read", "read on regular file"));
 	ASSERT(held_up_by(report, "GET /mutex", "futex"));
 	/* The resolver: reads /etc files, then may ask a name server over
 	 * UDP and poll for the answer; whatever it did on the loop thread
