@@ -1420,7 +1420,6 @@ int lw_attach_run(const struct lw_attach_opts *o)
 	for (size_t i = 0; i < st->p->nrings; i++) {
 		struct loop *l = add_loop(st);
 		l->ring = st->p->rings[i];
-		lw_rr_cursor_init(l->ring, &l->cur, 0);
 	}
 	/* The unwinder brings its symbolizer: one reading of the files. */
 	if (st->bpf != NULL &&
@@ -1433,6 +1432,11 @@ int lw_attach_run(const struct lw_attach_opts *o)
 			(int)o->pid, why);
 		st->ks.sym = NULL;
 	}
+	/* The first stack or site named with its line would load the debug
+	 * files in the middle of the run, a pause of ~80 ms for libc alone,
+	 * longer than a default ring lasts at a million callbacks a second:
+	 * load them now. */
+	lw_sym_preload(st->ks.sym);
 	st->join = lw_join_new(JOIN_CAP);
 	if (st->join == NULL) {
 		fprintf(stderr, "loopwatch: cannot allocate memory\n");
@@ -1490,6 +1494,14 @@ int lw_attach_run(const struct lw_attach_opts *o)
 				"stalls: %s\n",
 				swhy);
 	}
+	/* Read from here on: the cursors are placed after the slow start
+	 * (probes, symbols), so that the start costs no records; and before the
+	 * first line is out, so that nothing a user does after seeing it is
+	 * missed. */
+	for (size_t i = 0; i < st->nloops; i++)
+		if (st->loops[i].ring != NULL)
+			lw_rr_cursor_init(st->loops[i].ring, &st->loops[i].cur,
+					  0);
 	fflush(st->say);
 
 	struct sigaction sa = { .sa_handler = on_signal }, old_int, old_term;

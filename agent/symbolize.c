@@ -423,8 +423,8 @@ int lw_sym_open(pid_t pid, lw_sym_t **out, char *why, size_t whylen)
 	rc = lw_proc_start_time(pid, &start_time);
 	if (rc < 0) {
 		lw_why(why, whylen, "process %d %s", (int)pid,
-			rc == -ESRCH ? "does not exist or has exited"
-				     : strerror(-rc));
+		       rc == -ESRCH ? "does not exist or has exited"
+				    : strerror(-rc));
 		return rc;
 	}
 
@@ -437,9 +437,8 @@ int lw_sym_open(pid_t pid, lw_sym_t **out, char *why, size_t whylen)
 	s->root_fd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (s->root_fd < 0) {
 		rc = errno == ENOENT ? -ESRCH : -errno;
-		lw_why(why, whylen, "cannot open %s: %s%s", path,
-			strerror(-rc),
-			rc == -EACCES ? " (run as root or as its user)" : "");
+		lw_why(why, whylen, "cannot open %s: %s%s", path, strerror(-rc),
+		       rc == -EACCES ? " (run as root or as its user)" : "");
 		free(s);
 		return rc;
 	}
@@ -461,9 +460,9 @@ int lw_sym_open(pid_t pid, lw_sym_t **out, char *why, size_t whylen)
 	rc = read_maps(s);
 	if (rc == 0 && s->nmaps == 0) {
 		lw_why(why, whylen,
-			"process %d has no user-space mappings (a kernel "
-			"thread, or it is exiting)",
-			(int)pid);
+		       "process %d has no user-space mappings (a kernel "
+		       "thread, or it is exiting)",
+		       (int)pid);
 		lw_sym_close(s);
 		return -ENOENT;
 	}
@@ -471,9 +470,9 @@ int lw_sym_open(pid_t pid, lw_sym_t **out, char *why, size_t whylen)
 		rc = report(s);
 	if (rc < 0) {
 		lw_why(why, whylen, "cannot read /proc/%d/maps: %s", (int)pid,
-			rc == -ESRCH ? "the process has exited"
-			: rc == -EIO ? dwfl_errmsg(-1)
-				     : strerror(-rc));
+		       rc == -ESRCH ? "the process has exited"
+		       : rc == -EIO ? dwfl_errmsg(-1)
+				    : strerror(-rc));
 		lw_sym_close(s);
 		return rc;
 	}
@@ -645,6 +644,28 @@ void lw_sym_format(const lw_sym_frame_t *f, char *buf, size_t len)
 			 f->module);
 	else
 		snprintf(buf, len, "[unknown] 0x%" PRIx64, f->addr);
+}
+
+static int preload_module(Dwfl_Module *m, void **ud, const char *name,
+			  Dwarf_Addr start, void *arg)
+{
+	Dwarf_Addr bias;
+
+	(void)ud;
+	(void)name;
+	(void)start;
+	(void)arg;
+	/* Finds and reads the debug file (for line numbers) and, through
+	 * it, the symbol table; a module without one is fine. */
+	dwfl_module_getdwarf(m, &bias);
+	dwfl_module_getsymtab(m);
+	return DWARF_CB_OK;
+}
+
+void lw_sym_preload(lw_sym_t *s)
+{
+	if (s != NULL && s->dwfl != NULL)
+		dwfl_getmodules(s->dwfl, preload_module, NULL, 0);
 }
 
 Dwfl *lw_sym_dwfl(lw_sym_t *s)

@@ -92,6 +92,13 @@ int lw_sym_lookup(lw_sym_t *s, uint64_t addr, int is_return_addr,
  *   "[unknown] 0x1234"                           in no mapping at all */
 void lw_sym_format(const lw_sym_frame_t *f, char *buf, size_t len);
 
+/* Read every module's symbol table and debug information now, which
+ * lw_sym_lookup would otherwise do at the first address in each: a
+ * reader that must not pause later (the agent drains rings of a million
+ * records a second) pays the load, tens of milliseconds for libc's
+ * debug file, before it starts. */
+void lw_sym_preload(lw_sym_t *s);
+
 /* The elfutils Dwfl (struct Dwfl, from <elfutils/libdwfl.h>) that holds
  * s's modules, for the unwinder (unwind.c), which attaches its thread
  * callbacks to it so that the two share one reading of the process's
