@@ -17,6 +17,12 @@
  *                      the loop's lag histogram.  16 sites.
  *   hist_agg_sites1000 the same with 1000 sites (9.8 MB of histograms,
  *                      past the caches): the worst case of a big server.
+ *   model_agg_sites16, model_agg_sites1000
+ *                      the agent's real aggregation (agent/model.h): every
+ *                      record made a callback item and given to
+ *                      lw_model_callback(), which finds the site in its
+ *                      hash, adds to its histogram and the loop's lag and
+ *                      busy time: what `loopwatch attach` does per record.
  *   hist_quantiles     p50, p90, p99, p99.9 and max of one site, in one
  *                      pass (lw_hist_quantiles), as a report does per site
  *                      per interval.
@@ -37,6 +43,8 @@
 
 #include <loopwatch.h>
 #include <loopwatch_ring.h>
+
+#include "../agent/model.h"
 
 #include "hist.h"
 
@@ -187,6 +195,40 @@ static double hist_bench_agg(const struct lw_ring_record *rec, size_t n,
 	return (double)(t1 - t0) / ((double)n * passes);
 }
 
+/* One repetition of the agent's own aggregation: the model. */
+static double hist_bench_model(const struct lw_ring_record *rec, size_t n,
+			       int passes)
+{
+	lw_model_t *m = lw_model_new();
+	lw_rec_loop_t loop = { .id = 1, .tid = 1, .ring_capacity = 65536 };
+	uint64_t total = 0;
+
+	if (m == NULL)
+		bench_die("malloc", ENOMEM);
+	lw_model_loop(m, &loop);
+	uint64_t t0 = bench_now_ns();
+	for (int p = 0; p < passes; p++)
+		for (size_t i = 0; i < n; i++) {
+			lw_rec_callback_t c = {
+				.loop_id = 1,
+				.site_id = rec[i].site,
+				.kind = rec[i].kind,
+				.flags = rec[i].flags,
+				.lateness_ns = rec[i].lateness_ns,
+				.start_ns = rec[i].start_ns,
+				.duration_ns = rec[i].duration_ns,
+			};
+			lw_model_callback(m, &c);
+		}
+	uint64_t t1 = bench_now_ns();
+	for (size_t s = 0; s < lw_model_nsites(m); s++)
+		total += lw_hist_count(&lw_model_site_at(m, s)->hist);
+	if (total != (uint64_t)n * (uint64_t)passes)
+		bench_die("the model did not count every record once", 0);
+	lw_model_free(m);
+	return (double)(t1 - t0) / ((double)n * passes);
+}
+
 /* Quantiles and merge of one histogram of a million callback-like values. */
 static void hist_bench_report(size_t calls, double *q_ns, double *merge_ns)
 {
@@ -239,6 +281,8 @@ int main(int argc, char **argv)
 	bench_metric_t add = { .name = "hist_add" };
 	bench_metric_t agg16 = { .name = "hist_agg_sites16" };
 	bench_metric_t agg1000 = { .name = "hist_agg_sites1000" };
+	bench_metric_t model16 = { .name = "model_agg_sites16" };
+	bench_metric_t model1000 = { .name = "model_agg_sites1000" };
 	bench_metric_t quant = { .name = "hist_quantiles" };
 	bench_metric_t merge = { .name = "hist_merge" };
 
@@ -262,6 +306,10 @@ int main(int argc, char **argv)
 				 hist_bench_agg(rec16, nrec, 16, HIST_PASSES));
 		bench_metric_add(&agg1000, hist_bench_agg(rec1000, nrec, 1000,
 							  HIST_PASSES));
+		bench_metric_add(&model16,
+				 hist_bench_model(rec16, nrec, HIST_PASSES));
+		bench_metric_add(&model1000,
+				 hist_bench_model(rec1000, nrec, HIST_PASSES));
 		hist_bench_report(calls, &q_ns, &m_ns);
 		bench_metric_add(&quant, q_ns);
 		bench_metric_add(&merge, m_ns);
@@ -269,11 +317,15 @@ int main(int argc, char **argv)
 	bench_metric_print(&add);
 	bench_metric_print(&agg16);
 	bench_metric_print(&agg1000);
+	bench_metric_print(&model16);
+	bench_metric_print(&model1000);
 	bench_metric_print(&quant);
 	bench_metric_print(&merge);
 	hist_print_rate(&add);
 	hist_print_rate(&agg16);
 	hist_print_rate(&agg1000);
+	hist_print_rate(&model16);
+	hist_print_rate(&model1000);
 	free(rec16);
 	free(rec1000);
 	return 0;

@@ -474,8 +474,13 @@ if has_part ring; then
 			cat "$tmp/drain" "$tmp/hist" | awk '
 			$2 == "ns_per_op" { ns[$1] = $3 + 0 }
 			END {
-				r = 1000 / (ns["ring_drain_pure"] + ns["hist_agg_sites1000"])
-				printf "verdict: %-26s %s (%.0f M records/s drained and aggregated, 1000 sites)\n",
+				# The aggregation of the agent itself (the model), the
+				# worse of 16 and 1000 sites.
+				agg = ns["model_agg_sites1000"]
+				if (ns["model_agg_sites16"] > agg)
+					agg = ns["model_agg_sites16"]
+				r = 1000 / (ns["ring_drain_pure"] + agg)
+				printf "verdict: %-26s %s (%.0f M records/s drained and aggregated by the model, worst of 16 and 1000 sites)\n",
 				       ">= 20 M records/s drain+agg:", (r >= 20 ? "MET                " : "MISSED             "), r
 			}'
 		fi
