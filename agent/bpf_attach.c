@@ -1067,18 +1067,13 @@ static void stuck_json(struct state *st, struct loop *l, const char *name,
 	lw_json_ku64(&j, "running_ns", so_far);
 	lw_json_kstr(&j, "in_syscall", sys);
 	lw_json_key(&j, "stack");
-	lw_json_arr(&j);
+	const char *frames[LW_REC_FRAMES_MAX];
 	char *copy = stack ? strdup(stack) : NULL;
-	if (copy) {
-		const char *frames[LW_REC_FRAMES_MAX];
-		int cut = 0;
-		uint32_t n =
-			split_frames(copy, frames, LW_REC_FRAMES_MAX, &cut);
-		for (uint32_t i = 0; i < n; i++)
-			lw_json_str(&j, frames[i]);
-		free(copy);
-	}
-	lw_json_arr_end(&j);
+	int cut = 0;
+	uint32_t n =
+		copy ? split_frames(copy, frames, LW_REC_FRAMES_MAX, &cut) : 0;
+	lw_json_strs(&j, frames, n);
+	free(copy);
 	lw_json_obj_end(&j);
 	lw_json_end(&j);
 }

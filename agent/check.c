@@ -444,10 +444,7 @@ int lw_check_junit(const lw_check_t *c, const lw_model_t *m, FILE *out)
 
 static void json_stack(lw_json_t *j, const lw_model_stack_t *st)
 {
-	lw_json_arr(j);
-	for (uint32_t i = 0; st && i < st->n; i++)
-		lw_json_str(j, st->frames[i]);
-	lw_json_arr_end(j);
+	lw_json_strs(j, (const char *const *)st->frames, st->n);
 }
 
 void lw_check_json(const lw_check_t *c, const lw_model_t *m, lw_json_t *j)

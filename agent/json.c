@@ -209,6 +209,14 @@ void lw_json_null(lw_json_t *j)
 	fputs("null", j->f);
 }
 
+void lw_json_strs(lw_json_t *j, const char *const *v, size_t n)
+{
+	lw_json_arr(j);
+	for (size_t i = 0; i < n; i++)
+		lw_json_str(j, v[i]);
+	lw_json_arr_end(j);
+}
+
 void lw_json_kstr(lw_json_t *j, const char *key, const char *s)
 {
 	lw_json_key(j, key);

@@ -16,6 +16,7 @@
 #ifndef LW_JSON_H
 #define LW_JSON_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -46,6 +47,8 @@ void lw_json_i64(lw_json_t *j, int64_t v);
 void lw_json_num(lw_json_t *j, double v); /* %.17g trimmed; NaN: null */
 void lw_json_bool(lw_json_t *j, int v);
 void lw_json_null(lw_json_t *j);
+/* An array of n strings (a stack's frames). */
+void lw_json_strs(lw_json_t *j, const char *const *v, size_t n);
 
 /* Key and value at once. */
 void lw_json_kstr(lw_json_t *j, const char *key, const char *s);

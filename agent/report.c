@@ -174,9 +174,17 @@ void lw_report_text(const lw_model_t *m, const struct lw_report_opts *o,
 	fprintf(out, "\n  %-28s %-10s %8s %9s %6s %9s %9s %9s %9s %9s\n",
 		"SITE", "KIND", "CALLS", "TOTAL", "SHARE", "P50", "P90", "P99",
 		"P99.9", "MAX");
-	size_t shown = n < top ? n : top;
-	for (size_t i = 0; i < shown; i++) {
+	size_t shown = 0, empty = 0;
+	for (size_t i = 0; i < n && shown < top; i++) {
 		const lw_model_site_t *s = sorted[i];
+		/* A site known only from the kernel's blocking counts (a
+		 * loop without rings and no slow iteration yet) has no
+		 * callbacks to show here; its calls come below. */
+		if (lw_hist_count(&s->hist) == 0) {
+			empty++;
+			continue;
+		}
+		shown++;
 		uint64_t q[4];
 		static const double qs[4] = { 0.5, 0.9, 0.99, 0.999 };
 		double share = lw_model_share(m, s);
@@ -196,8 +204,8 @@ void lw_report_text(const lw_model_t *m, const struct lw_report_opts *o,
 			dur(q[2], d, sizeof(d)), dur(q[3], e, sizeof(e)),
 			dur(lw_hist_max(&s->hist), f, sizeof(f)));
 	}
-	if (n > shown)
-		fprintf(out, "  (and %zu more sites)\n", n - shown);
+	if (n > shown + empty)
+		fprintf(out, "  (and %zu more sites)\n", n - shown - empty);
 	fprintf(out, "  %s\n",
 		o->check ? "! broke a budget"
 			 : "! its longest callback reached the slow "
@@ -238,10 +246,7 @@ static void json_stack(lw_json_t *j, const char *key,
 		       const lw_model_stack_t *st)
 {
 	lw_json_key(j, key);
-	lw_json_arr(j);
-	for (uint32_t i = 0; i < st->n; i++)
-		lw_json_str(j, st->frames[i]);
-	lw_json_arr_end(j);
+	lw_json_strs(j, (const char *const *)st->frames, st->n);
 }
 
 static void json_loop(const lw_model_t *m, const lw_model_loop_t *l,
