@@ -69,6 +69,12 @@ LOOPWATCH_BIN := $(if $(wildcard agent/main.c),$(BUILD)/bin/loopwatch)
 # What the agent links besides libc: elfutils for symbols.
 AGENT_LIBS := $(shell pkg-config --libs libdw libelf 2>/dev/null || echo -ldw -lelf)
 
+# tui/: the dashboard (`loopwatch top`), linked into the command only: it
+# depends on the agent's model and ncurses, and nothing depends on it.
+TUI_SRC := $(sort $(wildcard tui/*.c))
+TUI_OBJ := $(TUI_SRC:%.c=$(BUILD)/obj/%.o)
+TUI_LIBS := $(shell pkg-config --libs ncursesw 2>/dev/null || echo -lncursesw -ltinfo)
+
 # Programs the tests start: tests/progs/NAME.c -> $(BUILD)/tests/progs/NAME
 TESTPROG_SRC := $(sort $(wildcard tests/progs/*.c))
 TESTPROG_BIN := $(TESTPROG_SRC:tests/progs/%.c=$(BUILD)/tests/progs/%)
@@ -168,10 +174,10 @@ $(AGENT_A): $(AGENT_OBJ)
 	$(Q)mkdir -p $(@D)
 	$(Q)rm -f $@ && $(AR) rcs $@ $^
 
-$(LOOPWATCH_BIN): $(BUILD)/obj/agent/main.o $(AGENT_A)
+$(LOOPWATCH_BIN): $(BUILD)/obj/agent/main.o $(TUI_OBJ) $(AGENT_A)
 	$(call msg,LD,$@)
 	$(Q)mkdir -p $(@D)
-	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(AGENT_LIBS) $(BPF_LIBS)
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(AGENT_LIBS) $(BPF_LIBS) $(TUI_LIBS)
 
 $(BUILD)/tests/progs/%: $(BUILD)/obj/tests/progs/%.o $(LIB_A)
 	$(call msg,LD,$@)
@@ -290,7 +296,7 @@ install: lib
 	@echo "installed into $(DESTDIR)$(PREFIX)"
 
 # Every C file of the tree, in kernel style (.clang-format).
-FORMAT_SRC = $(wildcard include/*.h probe/*.[ch] agent/*.[ch] bpf/*.[ch] \
+FORMAT_SRC = $(wildcard include/*.h probe/*.[ch] agent/*.[ch] bpf/*.[ch] tui/*.[ch] \
 	tests/*.[ch] tests/progs/*.c fuzz/*.c examples/*.c examples/lib/*.[ch] \
 	bench/*.c bench/lib/*.[ch])
 format:

@@ -16,6 +16,35 @@
 #include "budget.h"
 #include "model.h"
 
+/* A callback stuck right now, as the viewer shows it. */
+struct lw_attach_stuck {
+	int active; /* a callback is running past its limit now */
+	char name[128]; /* its site */
+	char kind[16];
+	char loop[64];
+	uint64_t start_ns; /* when it started (CLOCK_MONOTONIC) */
+	char syscall[32]; /* what it sleeps in, "" when on CPU */
+	char stack[4096]; /* its thread's stack, "  #0 ...\n" lines, or "" */
+};
+
+/* What a live viewer (the dashboard) gets at every tick besides the
+ * model. */
+struct lw_attach_live {
+	uint64_t now_ns;
+	int rings, kernel; /* the sources that are live */
+	const char *kernel_why; /* why the kernel probes are not, or "" */
+	struct lw_attach_stuck stuck;
+};
+
+/* A viewer called from the watch's own thread at every tick (10 ms): it
+ * may draw and read keys, and returns nonzero to end the watch.  The
+ * model is the live one: read it during the call only. */
+struct lw_attach_viewer {
+	int (*tick)(void *ctx, const lw_model_t *m,
+		    const struct lw_attach_live *live);
+	void *ctx;
+};
+
 struct lw_attach_opts {
 	pid_t pid; /* the process */
 	/* A loop thread to watch besides the rings' (0: none); without it,
@@ -38,6 +67,8 @@ struct lw_attach_opts {
 	/* When set, the model is handed over here at the end instead of
 	 * being freed (check holds it against the budgets). */
 	lw_model_t **model_out;
+	/* A live viewer; with it, nothing is printed but errors. */
+	const struct lw_attach_viewer *viewer;
 };
 
 /* Run until the duration elapses, SIGINT or SIGTERM, or the process exits;

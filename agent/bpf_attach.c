@@ -146,6 +146,8 @@ struct state {
 	uint64_t outside; /* events outside any callback */
 	uint64_t lost_reported; /* kernel events lost, as last said */
 	uint64_t kernel_lost;
+	struct lw_attach_stuck stuck; /* the last stuck callback told */
+	const struct loop *stuck_loop;
 	lw_join_event_t buf[JOIN_CAP];
 	struct lw_ring_record recs[RECS_MAX];
 };
@@ -1083,6 +1085,13 @@ static void stuck_json(struct state *st, struct loop *l, const char *name,
  * stack sample when it is on CPU).  Once per callback. */
 static void check_stuck(struct state *st, uint64_t now)
 {
+	/* The one told before: is it still running? */
+	if (st->stuck.active) {
+		lw_rr_current_t cur;
+		if (lw_rr_current(st->stuck_loop->ring, &cur) < 0 ||
+		    !cur.running || cur.start_ns != st->stuck.start_ns)
+			st->stuck.active = 0;
+	}
 	for (size_t i = 0; i < st->nloops; i++) {
 		struct loop *l = &st->loops[i];
 		lw_rr_current_t cur;
@@ -1105,6 +1114,22 @@ static void check_stuck(struct state *st, uint64_t now)
 		stack = snapped;
 		if (stack == NULL && sys[0] == '\0' && l->tid != 0)
 			stack = latest_sample(st, l->tid, cur.start_ns);
+		/* Kept for a viewer, as long as that callback runs. */
+		struct lw_attach_stuck *sk = &st->stuck;
+		sk->active = 1;
+		st->stuck_loop = l;
+		snprintf(sk->name, sizeof(sk->name), "%s", name);
+		snprintf(sk->kind, sizeof(sk->kind), "%s",
+			 lw_rr_kind_name(cur.kind));
+		snprintf(sk->loop, sizeof(sk->loop), "%s", lw_rr_name(l->ring));
+		sk->start_ns = cur.start_ns;
+		snprintf(sk->syscall, sizeof(sk->syscall), "%s", sys);
+		snprintf(sk->stack, sizeof(sk->stack), "%s",
+			 stack ? stack : "");
+		if (st->o->viewer) {
+			free(snapped);
+			continue;
+		}
 		if (st->o->json) {
 			stuck_json(st, l, name, &cur, so_far, sys, stack);
 			free(snapped);
@@ -1344,6 +1369,26 @@ static void progress(struct state *st, uint64_t now, uint64_t t0)
 
 /* ---- the run ---- */
 
+/* The viewer's turn: the blocking calls counted in the kernel are read
+ * into the model once a second for it. */
+static int viewer_tick(struct state *st, uint64_t now)
+{
+	static uint64_t next_blocking;
+	struct lw_attach_live live = {
+		.now_ns = now,
+		.rings = st->p->nrings > 0,
+		.kernel = st->bpf != NULL,
+		.kernel_why = st->kprobes_why,
+		.stuck = st->stuck,
+	};
+
+	if (st->bpf && now >= next_blocking) {
+		emit_blocking(st);
+		next_blocking = now + 1000000000ull;
+	}
+	return st->o->viewer->tick(st->o->viewer->ctx, st->model, &live);
+}
+
 #define STR_(x) #x
 #define STR(x) STR_(x)
 static const char version[] = STR(LW_VERSION_MAJOR) "." STR(
@@ -1387,6 +1432,14 @@ int lw_attach_run(const struct lw_attach_opts *o)
 	st->o = o;
 	st->say = o->json ? stderr : out;
 	st->ev = o->events && !o->json ? out : NULL;
+	if (o->viewer) {
+		/* The screen is the viewer's: status lines would tear it;
+		 * what they say is in the model and the viewer's header. */
+		st->say = fopen("/dev/null", "w");
+		if (st->say == NULL)
+			st->say = stderr;
+		st->ev = NULL;
+	}
 	st->model = lw_model_new();
 	if (st->model == NULL) {
 		fprintf(stderr, "loopwatch: cannot allocate memory\n");
@@ -1546,6 +1599,8 @@ int lw_attach_run(const struct lw_attach_opts *o)
 		drain(st, 0);
 		now = now_ns();
 		check_stuck(st, now);
+		if (o->viewer && viewer_tick(st, now))
+			break;
 		if (now >= next_counters) {
 			emit_counters(st, now);
 			next_counters = now + COUNTERS_NS;
@@ -1619,6 +1674,8 @@ out:
 	else
 		lw_sym_close(st->ks.sym);
 	lw_snap_close(st->snap);
+	if (st->say != stderr && st->say != out)
+		fclose(st->say);
 	lw_bpf_free(st->bpf);
 	lw_rr_detach(st->p);
 	free(st);

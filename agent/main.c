@@ -24,6 +24,7 @@
 #include "report.h"
 #include "spawn.h"
 #include "trace.h"
+#include "../tui/top.h"
 #include "loopwatch.h"
 #include "loopwatch_ring.h"
 #include "proc.h"
@@ -988,6 +989,150 @@ static int cmd_record(int argc, char **argv)
 	return rc;
 }
 
+/* ---- top ---- */
+
+static int cmd_top(int argc, char **argv)
+{
+	const struct command *cmd = find_command("top");
+	static const struct option opts[] = {
+		{ "min-ms", required_argument, NULL, 'm' },
+		{ "tid", required_argument, NULL, 't' },
+		{ "refresh-ms", required_argument, NULL, 'r' },
+		{ "budget-ms", required_argument, NULL, 'b' },
+		{ "stuck-ms", required_argument, NULL, OPT_STUCK },
+		{ "replay", required_argument, NULL, 'R' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct watch_cli w;
+	struct lw_top_opts to = { .refresh_ns = 500000000 };
+	const char *replay = NULL;
+	char why[512], title[128];
+	long long v;
+	int c, status;
+
+	watch_defaults(&w);
+	w.o.events = 0;
+	w.o.summary = 0;
+	while ((c = getopt_long(argc, argv, "+m:t:r:b:R:h", opts, NULL)) !=
+	       -1) {
+		switch (c) {
+		case 'm':
+		case 'r':
+		case 'b':
+		case OPT_STUCK:
+			v = parse_uint(optarg, 3600000);
+			if (v < (c == OPT_STUCK ? 0 : 1))
+				return usage_error(cmd,
+						   "bad --%s '%s' (a whole "
+						   "number of milliseconds)",
+						   c == 'm'   ? "min-ms"
+						   : c == 'r' ? "refresh-ms"
+						   : c == 'b' ? "budget-ms"
+							      : "stuck-ms",
+						   optarg);
+			if (c == 'm')
+				w.o.min_ns = (uint64_t)v * 1000000u;
+			else if (c == 'r')
+				to.refresh_ns = (uint64_t)v * 1000000u;
+			else if (c == 'b')
+				to.budget_ns = (uint64_t)v * 1000000u;
+			else
+				w.o.stuck_ns = (uint64_t)v * 1000000u;
+			break;
+		case 't':
+			v = parse_uint(optarg, INT_MAX);
+			if (v <= 0)
+				return usage_error(cmd, "bad --tid '%s'",
+						   optarg);
+			w.o.tid = (pid_t)v;
+			break;
+		case 'R':
+			replay = optarg;
+			break;
+		case 'h':
+			print_command_help(cmd);
+			return 0;
+		default:
+			return usage_error(cmd, "unknown option");
+		}
+	}
+	if (replay != NULL) {
+		if (optind != argc)
+			return usage_error(cmd, "--replay takes no PID or "
+						"program");
+		lw_rec_reader_t *r =
+			lw_rec_reader_open(replay, why, sizeof(why));
+		if (r == NULL) {
+			fprintf(stderr, "loopwatch: cannot read %s: %s\n",
+				replay, why);
+			return EXIT_USAGE;
+		}
+		lw_model_t *m = lw_model_new();
+		lw_rec_item_t it;
+		int n;
+		if (m == NULL) {
+			fprintf(stderr, "loopwatch: cannot allocate memory\n");
+			exit(EXIT_USAGE);
+		}
+		while ((n = lw_rec_next(r, &it)) > 0)
+			lw_model_item(m, &it);
+		snprintf(why, sizeof(why), "%s",
+			 n < 0 ? lw_rec_reader_why(r) : "");
+		lw_rec_reader_close(r);
+		snprintf(title, sizeof(title), "replay of %s: PID %d (%s)",
+			 replay, (int)lw_model_info(m)->pid,
+			 lw_model_info(m)->comm);
+		to.title = title;
+		lw_top_t *t;
+		char twhy[256];
+		if (lw_top_open(&t, &to, twhy, sizeof(twhy)) < 0) {
+			fprintf(stderr, "loopwatch: cannot start top: %s\n",
+				twhy);
+			lw_model_free(m);
+			return EXIT_USAGE;
+		}
+		char ended[600];
+		snprintf(ended, sizeof(ended), "%s%s",
+			 n < 0 ? "recording damaged, shown up to it: "
+			       : "a recording, as it ended",
+			 n < 0 ? why : "");
+		lw_top_ended(t, m, ended);
+		lw_top_close(t);
+		lw_model_free(m);
+		return n < 0 ? EXIT_USAGE : 0;
+	}
+	int prog = optind > 0 && optind <= argc &&
+		   strcmp(argv[optind - 1], "--") == 0;
+	if (optind >= argc)
+		return usage_error(cmd, "missing PID, -- PROGRAM or --replay "
+					"FILE");
+	if (prog)
+		snprintf(title, sizeof(title), "%s", argv[optind]);
+	else
+		snprintf(title, sizeof(title), "PID %s", argv[optind]);
+	to.title = title;
+	lw_top_t *t;
+	char twhy[256];
+	if (lw_top_open(&t, &to, twhy, sizeof(twhy)) < 0) {
+		fprintf(stderr, "loopwatch: cannot start top: %s\n", twhy);
+		fprintf(stderr, "loopwatch: hint: 'loopwatch attach' prints "
+				"the same as text\n");
+		return EXIT_USAGE;
+	}
+	lw_model_t *model = NULL;
+	struct lw_attach_viewer viewer = { .tick = lw_top_tick, .ctx = t };
+	w.o.viewer = &viewer;
+	w.o.model_out = &model;
+	int rc = watch_target(cmd, argc, argv, &w.o, &status, 1, 1);
+	/* Over by itself (the target exited): the last data stays up. */
+	if (rc == 0 && model != NULL && !lw_top_quit(t))
+		lw_top_ended(t, model, "ENDED: the process exited; q quits");
+	lw_top_close(t);
+	lw_model_free(model);
+	return rc;
+}
+
 /* ---- report ---- */
 
 static int cmd_report(int argc, char **argv)
@@ -1250,6 +1395,40 @@ static const struct command commands[] = {
 	  "  -h, --help          this text\n\n"
 	  "Exit status: 0 fine, 2 bad usage, cannot attach, or cannot write "
 	  "FILE.\n" },
+	{ "top", cmd_top,
+	  "[--budget-ms N] [--refresh-ms N] [--min-ms N] (PID | -- PROGRAM "
+	  "[ARGS...] | --replay FILE)",
+	  "the live dashboard: the callbacks holding up the loop, worst first",
+	  "Watches PID (or starts PROGRAM) as `loopwatch attach` does and "
+	  "draws, in the\n"
+	  "terminal, a header (loops, utilization with its recent history, "
+	  "lag, losses,\n"
+	  "the sources that are live), the sites worst first with calls/s, "
+	  "mean, p99,\n"
+	  "max, share of busy time and their blocking calls, a banner while a "
+	  "callback\n"
+	  "is stuck, and the blocking calls of the selected site with the "
+	  "stack of the\n"
+	  "longest.  With --replay it shows a recording instead.  Keys: "
+	  "arrows move,\n"
+	  "Enter shows a site's histogram and stacks, s sorts, / filters, p "
+	  "pauses,\n"
+	  "[ ] change the budget rows are flagged over, l switches loop, h "
+	  "helps, q\n"
+	  "quits.  When the process exits, its last data stays on screen, "
+	  "marked.\n\n"
+	  "  --budget-ms N       flag rows whose longest callback is N ms or "
+	  "more\n"
+	  "                      (default: the slow threshold)\n"
+	  "  --refresh-ms N      redraw at most every N ms (500)\n"
+	  "  -m, --min-ms N      slow means at least N ms (1)\n"
+	  "  --stuck-ms N        the banner for a callback running past N ms "
+	  "(250)\n"
+	  "  -t, --tid TID       watch thread TID as a loop thread\n"
+	  "  --replay FILE       show a recording (loopwatch record)\n"
+	  "  -h, --help          this text\n\n"
+	  "Exit status: 0 fine, 2 bad usage, no terminal, or cannot "
+	  "attach.\n" },
 	{ "report", cmd_report,
 	  "[--json | --trace] [-o OUT] [--budgets FILE] "
 	  "FILE",

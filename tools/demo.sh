@@ -72,3 +72,22 @@ cat "$tmp/lw"
 echo
 echo "The callbacks that held the loop are named with what they waited for, and the"
 echo "deferred sleep is not among them: it ran on the worker pool, off the loop thread."
+
+# With a terminal, the same server under a steady load in the live
+# dashboard, until q (LOOPWATCH_DEMO_TOP=0 skips it).
+if [ -t 0 ] && [ -t 1 ] && [ "${LOOPWATCH_DEMO_TOP:-1}" != 0 ]; then
+	echo
+	echo "== the live dashboard (loopwatch top) on the same server under load: q quits"
+	sleep 2
+	(
+		while kill -0 "$srv" 2>/dev/null; do
+			for path in /health /health '/sleep?ms=300' /fsync '/cpu?ms=80' '/defer/sleep?ms=100' /health /mutex; do
+				get "$path" 2>/dev/null || exit 0
+				sleep 0.3
+			done
+		done
+	) &
+	load=$!
+	"$LW" top "$srv" || true
+	kill "$load" 2>/dev/null || true
+fi
