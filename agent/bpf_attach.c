@@ -148,6 +148,7 @@ struct state {
 	uint64_t kernel_lost;
 	struct lw_attach_stuck stuck; /* the last stuck callback told */
 	const struct loop *stuck_loop;
+	uint64_t viewer_blocking_at; /* the viewer's next blocking read */
 	lw_join_event_t buf[JOIN_CAP];
 	struct lw_ring_record recs[RECS_MAX];
 };
@@ -1373,7 +1374,6 @@ static void progress(struct state *st, uint64_t now, uint64_t t0)
  * into the model once a second for it. */
 static int viewer_tick(struct state *st, uint64_t now)
 {
-	static uint64_t next_blocking;
 	struct lw_attach_live live = {
 		.now_ns = now,
 		.rings = st->p->nrings > 0,
@@ -1382,9 +1382,9 @@ static int viewer_tick(struct state *st, uint64_t now)
 		.stuck = st->stuck,
 	};
 
-	if (st->bpf && now >= next_blocking) {
+	if (st->bpf && now >= st->viewer_blocking_at) {
 		emit_blocking(st);
-		next_blocking = now + 1000000000ull;
+		st->viewer_blocking_at = now + 1000000000ull;
 	}
 	return st->o->viewer->tick(st->o->viewer->ctx, st->model, &live);
 }
