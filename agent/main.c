@@ -989,6 +989,24 @@ static int cmd_record(int argc, char **argv)
 	return rc;
 }
 
+/* The model of a recording: everything up to its end, or up to the
+ * damage (then *n < 0 and why says what and where). */
+static lw_model_t *model_of(lw_rec_reader_t *r, int *n, char *why,
+			    size_t whylen)
+{
+	lw_model_t *m = lw_model_new();
+	lw_rec_item_t it;
+
+	if (m == NULL) {
+		fprintf(stderr, "loopwatch: cannot allocate memory\n");
+		exit(EXIT_USAGE);
+	}
+	while ((*n = lw_rec_next(r, &it)) > 0)
+		lw_model_item(m, &it);
+	snprintf(why, whylen, "%s", *n < 0 ? lw_rec_reader_why(r) : "");
+	return m;
+}
+
 /* ---- top ---- */
 
 static int cmd_top(int argc, char **argv)
@@ -1068,17 +1086,8 @@ static int cmd_top(int argc, char **argv)
 				replay, why);
 			return EXIT_USAGE;
 		}
-		lw_model_t *m = lw_model_new();
-		lw_rec_item_t it;
-		int n;
-		if (m == NULL) {
-			fprintf(stderr, "loopwatch: cannot allocate memory\n");
-			exit(EXIT_USAGE);
-		}
-		while ((n = lw_rec_next(r, &it)) > 0)
-			lw_model_item(m, &it);
-		snprintf(why, sizeof(why), "%s",
-			 n < 0 ? lw_rec_reader_why(r) : "");
+		int n = 0;
+		lw_model_t *m = model_of(r, &n, why, sizeof(why));
 		lw_rec_reader_close(r);
 		snprintf(title, sizeof(title), "replay of %s: PID %d (%s)",
 			 replay, (int)lw_model_info(m)->pid,
@@ -1205,19 +1214,9 @@ static int cmd_report(int argc, char **argv)
 	if (trace) {
 		bad = lw_trace_write(r, out, why, sizeof(why)) < 0;
 	} else {
-		lw_model_t *m = lw_model_new();
-		lw_rec_item_t it;
-		int n;
-		if (m == NULL) {
-			fprintf(stderr, "loopwatch: cannot allocate memory\n");
-			exit(EXIT_USAGE);
-		}
-		while ((n = lw_rec_next(r, &it)) > 0)
-			lw_model_item(m, &it);
-		if (n < 0) {
-			bad = 1;
-			snprintf(why, sizeof(why), "%s", lw_rec_reader_why(r));
-		}
+		int n = 0;
+		lw_model_t *m = model_of(r, &n, why, sizeof(why));
+		bad = n < 0;
 		lw_check_t *chk = w.budget ? lw_check_eval(m, w.budget) : NULL;
 		struct lw_report_opts ro = { .check = chk };
 		if (json) {

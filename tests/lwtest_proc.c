@@ -105,3 +105,16 @@ int lwt_loopwatch(char **args, char *out, size_t cap)
 	fprintf(stderr, "%s", out);
 	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
+
+pid_t lwt_start_blocky(uint16_t *port, int *fd)
+{
+	char *argv[] = { strdup(lwt_build_path("examples/blocky_server")),
+			 "--port",
+			 "0",
+			 "--threads",
+			 "2",
+			 NULL };
+	pid_t pid = lwt_start_listener(argv, "listening on", port, fd);
+	free(argv[0]);
+	return pid;
+}

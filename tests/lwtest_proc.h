@@ -24,6 +24,10 @@ void lwt_http_get(uint16_t port, const char *target);
 pid_t lwt_start_listener(char **argv, const char *marker, uint16_t *port,
 			 int *out);
 
+/* examples/blocky_server on a free port with two pool threads, started
+ * and listening: its port in *port, its output's fd in *fd. */
+pid_t lwt_start_blocky(uint16_t *port, int *fd);
+
 /* Run build/bin/loopwatch with args (after "loopwatch"; NULL-ended), its
  * output (stdout and stderr) in out; returns its exit status, -1 if it did
  * not exit normally.  The output is copied to stderr for the test log. */

@@ -34,20 +34,6 @@ static void need_jq(void)
 		SKIP("jq is not installed (tools/deps.sh installs it)");
 }
 
-/* blocky_server on a free port, with two pool threads. */
-static pid_t start_blocky(uint16_t *port, int *fd)
-{
-	char *argv[] = { strdup(lwt_build_path("examples/blocky_server")),
-			 "--port",
-			 "0",
-			 "--threads",
-			 "2",
-			 NULL };
-	pid_t pid = lwt_start_listener(argv, "listening on", port, fd);
-	free(argv[0]);
-	return pid;
-}
-
 static void stop(pid_t pid, int fd)
 {
 	kill(pid, SIGTERM);
@@ -106,7 +92,7 @@ TEST_T(check_fails_blocking_paths, 90)
 	ASSERT(out != NULL && mkdtemp(dir) != NULL);
 	snprintf(junit, sizeof(junit), "%s/j.xml", dir);
 	snprintf(json, sizeof(json), "--json=%s/c.json", dir);
-	pid_t srv = start_blocky(&port, &sfd);
+	pid_t srv = lwt_start_blocky(&port, &sfd);
 	snprintf(pidbuf, sizeof(pidbuf), "%d", (int)srv);
 	static const char *const reqs[] = { "/sleep?ms=150", "/fsync",
 					    "/cpu?ms=200", NULL };
@@ -163,7 +149,7 @@ TEST_T(check_passes_defer_path, 90)
 
 	need_root();
 	ASSERT(out != NULL);
-	pid_t srv = start_blocky(&port, &sfd);
+	pid_t srv = lwt_start_blocky(&port, &sfd);
 	snprintf(pidbuf, sizeof(pidbuf), "%d", (int)srv);
 	static const char *const reqs[] = { "/defer/sleep?ms=200",
 					    "/defer/sleep?ms=150", NULL };
@@ -200,7 +186,7 @@ TEST_T(check_honours_allow_list, 120)
 
 	need_root();
 	ASSERT(out != NULL);
-	pid_t srv = start_blocky(&port, &sfd);
+	pid_t srv = lwt_start_blocky(&port, &sfd);
 	snprintf(pidbuf, sizeof(pidbuf), "%d", (int)srv);
 	static const char *const reqs[] = { "/sleep?ms=80", NULL };
 
@@ -317,7 +303,7 @@ TEST_T(record_report_trace, 120)
 	snprintf(rec, sizeof(rec), "%s/r.lwrec", dir);
 	snprintf(trace, sizeof(trace), "%s/t.json", dir);
 	snprintf(cut, sizeof(cut), "%s/cut.lwrec", dir);
-	pid_t srv = start_blocky(&port, &sfd);
+	pid_t srv = lwt_start_blocky(&port, &sfd);
 	snprintf(pidbuf, sizeof(pidbuf), "%d", (int)srv);
 	static const char *const reqs[] = { "/sleep?ms=120", "/fsync", NULL };
 	pid_t client = requests_later(port, 1500, reqs);
@@ -388,7 +374,7 @@ TEST_T(stuck_reported_while_running, 60)
 	uint16_t port;
 	int sfd, afd;
 
-	pid_t srv = start_blocky(&port, &sfd);
+	pid_t srv = lwt_start_blocky(&port, &sfd);
 	snprintf(pidbuf, sizeof(pidbuf), "%d", (int)srv);
 	char *argv[] = { strdup(lwt_build_path("bin/loopwatch")),
 			 "attach",

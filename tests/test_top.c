@@ -121,19 +121,6 @@ static void stop_top(struct term *t)
 	tmux(t, "kill-server >/dev/null 2>&1");
 }
 
-static pid_t start_blocky(uint16_t *port, int *fd)
-{
-	char *argv[] = { strdup(lwt_build_path("examples/blocky_server")),
-			 "--port",
-			 "0",
-			 "--threads",
-			 "2",
-			 NULL };
-	pid_t pid = lwt_start_listener(argv, "listening on", port, fd);
-	free(argv[0]);
-	return pid;
-}
-
 TEST_T(top_sort_filter_detail_resize_quit, 90)
 {
 	static struct term t;
@@ -142,7 +129,7 @@ TEST_T(top_sort_filter_detail_resize_quit, 90)
 	int sfd;
 
 	need_tmux();
-	pid_t srv = start_blocky(&port, &sfd);
+	pid_t srv = lwt_start_blocky(&port, &sfd);
 	start_top(&t, srv, 120, 40, "TERM=xterm-256color");
 	lwt_http_get(port, "/sleep?ms=150");
 	lwt_http_get(port, "/fsync");
@@ -209,7 +196,7 @@ TEST_T(top_stuck_banner_while_sleeping, 60)
 	int sfd;
 
 	need_tmux();
-	pid_t srv = start_blocky(&port, &sfd);
+	pid_t srv = lwt_start_blocky(&port, &sfd);
 	start_top(&t, srv, 120, 40, "TERM=xterm-256color");
 	pid_t client = fork();
 	if (client == 0) {
@@ -245,7 +232,7 @@ TEST_T(top_target_killed_no_color, 60)
 	int sfd;
 
 	need_tmux();
-	pid_t srv = start_blocky(&port, &sfd);
+	pid_t srv = lwt_start_blocky(&port, &sfd);
 	start_top(&t, srv, 100, 30, "NO_COLOR=1 TERM=linux LANG=C LC_ALL=C");
 	lwt_http_get(port, "/sleep?ms=120");
 	ASSERT(wait_for(&t, "! GET /sleep", 5000));
@@ -287,7 +274,7 @@ TEST_T(top_replay_recording, 60)
 	need_tmux();
 	ASSERT(mkdtemp(dir) != NULL);
 	snprintf(rec, sizeof(rec), "%s/r.lwrec", dir);
-	pid_t srv = start_blocky(&port, &sfd);
+	pid_t srv = lwt_start_blocky(&port, &sfd);
 	snprintf(pidbuf, sizeof(pidbuf), "%d", (int)srv);
 	pid_t client = fork();
 	if (client == 0) {
