@@ -25,6 +25,7 @@
  * Each tick also looks at every loop's current-callback slot, to report a
  * callback that is stuck while it still runs.
  */
+#include "clock.h"
 #include "attach.h"
 #include "bpf_load.h"
 #include "bpf_snap.h"
@@ -82,13 +83,6 @@ static void *xcalloc(size_t n, size_t size)
 		exit(EXIT_USAGE);
 	}
 	return p;
-}
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 static uint64_t real_ns(void)
@@ -180,22 +174,6 @@ static struct loop *add_loop(struct state *st)
 	return l;
 }
 
-static const char *site_label(const lw_rr_ring_t *r, uint32_t id, char *buf,
-			      size_t len)
-{
-	lw_rr_site_t s;
-
-	if (id == 0)
-		snprintf(buf, len, "(no site)");
-	else if (lw_rr_site(r, id, &s) < 0)
-		snprintf(buf, len, "site#%" PRIu32, id);
-	else if (s.name[0] != '\0')
-		snprintf(buf, len, "%s", s.name);
-	else
-		snprintf(buf, len, "0x%" PRIx64, s.fn);
-	return buf;
-}
-
 /* "thread 1234 (redis-server)" */
 static const char *thread_label(const struct loop *l, char *buf, size_t len)
 {
@@ -240,8 +218,9 @@ static void emit_loop(struct state *st, const struct loop *l)
 static void emit_site(struct state *st, struct loop *l, uint32_t id)
 {
 	lw_rr_site_t s;
-	char func[512] = "";
 
+	/* Every record passes here: what a known site costs is these
+	 * tests, nothing more. */
 	if (id == 0 || l->ring == NULL)
 		return;
 	if (l->site_sent == NULL) {
@@ -253,6 +232,7 @@ static void emit_site(struct state *st, struct loop *l, uint32_t id)
 	if (lw_rr_site(l->ring, id, &s) < 0)
 		return; /* not readable yet: site#N until it is */
 	l->site_sent[id] = 1;
+	char func[512] = "";
 	if (st->ks.sym != NULL && s.fn != 0) {
 		lw_sym_frame_t f;
 		if (lw_sym_lookup(st->ks.sym, s.fn, 0, &f) == 0)
@@ -284,9 +264,7 @@ static void emit_callback(struct state *st, struct loop *l,
 	/* Every record comes through here, a million a second at full
 	 * speed: straight to the model and the writer, without building an
 	 * item (a union of ~150 bytes) for emit(). */
-	if (l->site_cap == 0 || r->site >= l->site_cap ||
-	    !l->site_sent[r->site])
-		emit_site(st, l, r->site);
+	emit_site(st, l, r->site);
 	lw_model_callback(st->model, &c);
 	if (st->rec && lw_rec_write_callback(st->rec, &c) < 0)
 		rec_failed(st);
@@ -819,7 +797,7 @@ static void on_slow_record(struct state *st, struct loop *l,
 	for (size_t i = 0; i < n; i++)
 		emit_kevent(st, l, rec->site, &st->buf[i]);
 	if (st->ev) {
-		site_label(l->ring, rec->site, label, sizeof(label));
+		lw_rr_site_label(l->ring, rec->site, label, sizeof(label));
 		fprintf(st->ev, "callback %s (%s) took %.1f ms", label,
 			lw_rr_kind_name(rec->kind), ms(rec->duration_ns));
 	}
@@ -896,7 +874,7 @@ static void drain(struct state *st, int final)
 			    lw_bpf_thread_read(st->bpf, l->tid, &kt) == 0)
 				running = kt.span_start_ns;
 			if (l->tid != 0)
-				expire(st, l, final ? UINT64_MAX : now_ns(),
+				expire(st, l, final ? UINT64_MAX : lw_now_ns(),
 				       final ? 0 : GRACE_NS, running, NULL, 0);
 			continue;
 		}
@@ -938,7 +916,7 @@ static void drain(struct state *st, int final)
 		if (l->tid == 0)
 			continue;
 		if (!final) {
-			expire(st, l, now_ns(), GRACE_NS, running, NULL, 0);
+			expire(st, l, lw_now_ns(), GRACE_NS, running, NULL, 0);
 		} else {
 			expire(st, l, UINT64_MAX, 0, running, NULL, 0);
 			expire(st, l, UINT64_MAX, 0, 0,
@@ -1042,7 +1020,7 @@ static uint64_t stuck_limit(struct state *st, struct loop *l, uint32_t site)
 	if (st->o->budget != NULL) {
 		char name[LW_RING_NAME_MAX + 32];
 		lw_budget_limits_t b;
-		site_label(l->ring, site, name, sizeof(name));
+		lw_rr_site_label(l->ring, site, name, sizeof(name));
 		lw_budget_for_site(st->o->budget, name, &b);
 		if (b.max_ns < lim)
 			lim = b.max_ns;
@@ -1105,9 +1083,7 @@ static void check_stuck(struct state *st, uint64_t now)
 			continue;
 		l->stuck_start = cur.start_ns;
 		char name[LW_RING_NAME_MAX + 32], sys[64] = "";
-		site_label(l->ring, cur.site, name, sizeof(name));
-		if (l->tid != 0)
-			in_syscall_now(st->o->pid, l->tid, sys, sizeof(sys));
+		lw_rr_site_label(l->ring, cur.site, name, sizeof(name));
 		char *snapped = NULL;
 		const char *stack = NULL;
 		if (l->tid != 0)
@@ -1506,7 +1482,7 @@ int lw_attach_run(const struct lw_attach_opts *o)
 		.version = version,
 		.pid = o->pid,
 		.comm = comm,
-		.mono_ns = now_ns(),
+		.mono_ns = lw_now_ns(),
 		.real_ns = real_ns(),
 		.min_ns = o->min_ns,
 		.sources = sources,
@@ -1564,13 +1540,13 @@ int lw_attach_run(const struct lw_attach_opts *o)
 	sigaction(SIGINT, &sa, &old_int);
 	sigaction(SIGTERM, &sa, &old_term);
 
-	uint64_t t0 = now_ns(), next_alive = t0, next_counters = t0;
+	uint64_t t0 = lw_now_ns(), next_alive = t0, next_counters = t0;
 	uint64_t next_summary = o->interval_ns ? t0 + o->interval_ns : 0;
 	uint64_t next_blocking = t0 + BLOCKING_NS, next_progress = t0;
 	int exited = 0;
 	emit_counters(st, t0);
 	while (!stop_signal) {
-		uint64_t now = now_ns();
+		uint64_t now = lw_now_ns();
 		if (o->duration_ns && now - t0 >= o->duration_ns)
 			break;
 		if (now >= next_alive) {
@@ -1597,7 +1573,7 @@ int lw_attach_run(const struct lw_attach_opts *o)
 			nanosleep(&ts, NULL);
 		}
 		drain(st, 0);
-		now = now_ns();
+		now = lw_now_ns();
 		check_stuck(st, now);
 		if (o->viewer && viewer_tick(st, now))
 			break;
@@ -1628,7 +1604,7 @@ int lw_attach_run(const struct lw_attach_opts *o)
 	}
 	drain(st, 1);
 	report_kernel_loss(st);
-	uint64_t end = now_ns();
+	uint64_t end = lw_now_ns();
 	emit_counters(st, end);
 	if (st->bpf)
 		emit_blocking(st);

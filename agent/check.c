@@ -45,29 +45,6 @@ static int add_fail(lw_check_t *c, const lw_check_failure_t *f)
 	return 0;
 }
 
-/* The longest call of a site, counted or slow: what held it up. */
-static const lw_model_call_t *longest_call(const lw_model_site_t *s)
-{
-	const lw_model_call_t *best = NULL;
-	uint64_t best_ns = 0;
-
-	for (size_t i = 0; i < s->ncalls; i++) {
-		const lw_model_call_t *k = &s->calls[i];
-		uint64_t ns =
-			k->max_ns > k->slow_max_ns ? k->max_ns : k->slow_max_ns;
-		if (ns > best_ns) {
-			best_ns = ns;
-			best = k;
-		}
-	}
-	return best;
-}
-
-static uint64_t call_max(const lw_model_call_t *k)
-{
-	return k->max_ns > k->slow_max_ns ? k->max_ns : k->slow_max_ns;
-}
-
 /* Hold one value to one limit: counted as checked, and a failure (f, with
  * the value and the limit filled in) when over.  -1 when out of memory. */
 static int hold(lw_check_t *c, lw_check_failure_t f, uint64_t value,
@@ -100,7 +77,7 @@ lw_check_t *lw_check_eval(const lw_model_t *m, const lw_budget_t *b)
 		lw_check_failure_t f = {
 			.loop = lw_model_loop_by_id(m, s->loop_id),
 			.site = s,
-			.call = longest_call(s),
+			.call = lw_model_longest_call(s),
 		};
 		lw_budget_limits_t lim;
 
@@ -122,13 +99,14 @@ lw_check_t *lw_check_eval(const lw_model_t *m, const lw_budget_t *b)
 		f.limit_from = "syscall.max";
 		for (size_t k = 0; k < s->ncalls; k++) {
 			f.call = &s->calls[k];
-			if (call_max(f.call) > v.syscall_max_ns &&
+			if (lw_model_call_max(f.call) > v.syscall_max_ns &&
 			    lw_budget_allowed(b, s->name, f.call->syscall)) {
 				c->checked[f.key]++;
 				c->allowed++;
 				continue;
 			}
-			oom |= hold(c, f, call_max(f.call), v.syscall_max_ns);
+			oom |= hold(c, f, lw_model_call_max(f.call),
+				    v.syscall_max_ns);
 		}
 	}
 	/* Per loop: lag and utilization. */
@@ -276,7 +254,7 @@ static void print_evidence(const lw_check_failure_t *f, FILE *out)
 		if (f->key != LW_CHECK_SYSCALL_MAX) {
 			call_str(f->call, call, sizeof(call));
 			fprintf(out, "      inside it: %s, longest %s\n", call,
-				dur(call_max(f->call), d, sizeof(d)));
+				dur(lw_model_call_max(f->call), d, sizeof(d)));
 		}
 		st = &f->call->stack;
 	} else if (f->site != NULL && f->site->sample.n > 0) {
@@ -495,7 +473,7 @@ void lw_check_json(const lw_check_t *c, const lw_model_t *m, lw_json_t *j)
 			lw_json_kstr(j, "fd_kind",
 				     lw_kev_fd_kind_name(f->call->fd_kind));
 			lw_json_kstr(j, "fd_path", f->call->fd_path);
-			lw_json_ku64(j, "max_ns", call_max(f->call));
+			lw_json_ku64(j, "max_ns", lw_model_call_max(f->call));
 			lw_json_obj_end(j);
 			lw_json_key(j, "stack");
 			json_stack(j, &f->call->stack);

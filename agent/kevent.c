@@ -3,6 +3,8 @@
  */
 #include "kevent.h"
 
+#include "clock.h"
+
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -144,13 +146,6 @@ void lw_kev_format_call(const lw_join_event_t *e, char *buf, size_t len)
 	}
 }
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* Look addr up, re-reading the maps once if it is unknown (a library
  * loaded since attach), at most every 100 ms: a refresh costs a parse of
  * /proc/PID/maps. */
@@ -161,7 +156,7 @@ static int lookup(lw_kev_sym_t *ks, uint64_t addr, int is_return,
 	uint64_t now;
 
 	if (r != 0 && (f->flags & LW_SYM_UNKNOWN)) {
-		now = now_ns();
+		now = lw_now_ns();
 		if (now - ks->last_refresh_ns > 100000000) {
 			ks->last_refresh_ns = now;
 			if (lw_sym_refresh(ks->sym) == 0)

@@ -14,6 +14,7 @@
  * usage, cannot attach, or a damaged recording.  Errors read "loopwatch: cannot
  * <verb> <noun>: <why>", followed by a hint when there is one.
  */
+#include "clock.h"
 #include "attach.h"
 #include "budget.h"
 #include "check.h"
@@ -65,13 +66,6 @@ static void *xcalloc(size_t n, size_t size)
 		exit(EXIT_USAGE);
 	}
 	return p;
-}
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 /* A duration in human units: 850 ns, 12.3 µs, 4.5 ms, 1.20 s. */
@@ -242,24 +236,6 @@ struct dump_ring {
 	uint64_t last_idle; /* idle ns then, the wait in progress included */
 };
 
-/* The site's name, or its function's address when it has none. */
-static const char *site_label(const lw_rr_ring_t *r, uint32_t id, char *buf,
-			      size_t len)
-{
-	lw_rr_site_t s;
-	int rc = lw_rr_site(r, id, &s);
-
-	if (id == 0)
-		snprintf(buf, len, "(no site)");
-	else if (rc < 0)
-		snprintf(buf, len, "site#%" PRIu32, id);
-	else if (s.name[0] != '\0')
-		snprintf(buf, len, "%s", s.name);
-	else
-		snprintf(buf, len, "0x%" PRIx64, s.fn);
-	return buf;
-}
-
 static const char *loop_label(const lw_rr_ring_t *r)
 {
 	const char *n = lw_rr_name(r);
@@ -304,7 +280,7 @@ static void print_record(const struct dump_ring *d,
 	}
 	printf("%+11.6f  %-12s %-10s %-24s %10s%s\n", rel, loop_label(d->ring),
 	       lw_rr_kind_name(rec->kind),
-	       site_label(d->ring, rec->site, site, sizeof(site)),
+	       lw_rr_site_label(d->ring, rec->site, site, sizeof(site)),
 	       fmt_dur(rec->duration_ns, dur, sizeof(dur)), late);
 }
 
@@ -317,7 +293,7 @@ static void print_periodic(struct dump_ring *d, uint64_t t0)
 	char util[32] = "n/a", running[160] = "";
 
 	lw_rr_counters(d->ring, &c);
-	uint64_t now = now_ns();
+	uint64_t now = lw_now_ns();
 	int have_cur = lw_rr_current(d->ring, &cur) == 0 && cur.running;
 	/* Idle time is booked when a wait returns: count the wait still in
 	 * progress up to now, so an idle loop reads 0% and not "no data".
@@ -342,10 +318,11 @@ static void print_periodic(struct dump_ring *d, uint64_t t0)
 	}
 	if (have_cur) {
 		char site[LW_RING_NAME_MAX + 32], dur[32];
-		snprintf(running, sizeof(running), ", running now: %s for %s",
-			 site_label(d->ring, cur.site, site, sizeof(site)),
-			 fmt_dur(now > cur.start_ns ? now - cur.start_ns : 0,
-				 dur, sizeof(dur)));
+		snprintf(
+			running, sizeof(running), ", running now: %s for %s",
+			lw_rr_site_label(d->ring, cur.site, site, sizeof(site)),
+			fmt_dur(now > cur.start_ns ? now - cur.start_ns : 0,
+				dur, sizeof(dur)));
 	}
 	printf("-- %+.3f  %s: %" PRIu64 " records, %" PRIu64
 	       " lost, utilization %s%s\n",
@@ -470,7 +447,7 @@ static int cmd_dump(int argc, char **argv)
 
 	char comm[64] = "?";
 	lw_proc_comm(pid, comm, sizeof(comm));
-	uint64_t t0 = now_ns();
+	uint64_t t0 = lw_now_ns();
 	printf("attached to PID %d (%s): %zu loop%s\n", (int)pid, comm,
 	       p->nrings, p->nrings == 1 ? "" : "s");
 	if (p->nskipped > 0)
@@ -498,7 +475,7 @@ static int cmd_dump(int argc, char **argv)
 		done = drain(dr, p->nrings, t0, &printed, (uint64_t)count);
 		if (done)
 			break;
-		uint64_t now = now_ns();
+		uint64_t now = lw_now_ns();
 		if (now >= next_periodic) {
 			for (size_t i = 0; i < p->nrings; i++)
 				print_periodic(&dr[i], t0);

@@ -532,6 +532,17 @@ double lw_model_share(const lw_model_t *m, const lw_model_site_t *s)
 	return share > 1 ? 1 : share;
 }
 
+const lw_model_call_t *lw_model_longest_call(const lw_model_site_t *s)
+{
+	const lw_model_call_t *best = NULL;
+
+	for (size_t i = 0; i < s->ncalls; i++)
+		if (best == NULL ||
+		    lw_model_call_max(&s->calls[i]) > lw_model_call_max(best))
+			best = &s->calls[i];
+	return best;
+}
+
 static int worse(const void *a, const void *b)
 {
 	const lw_model_site_t *x = *(const lw_model_site_t *const *)a;

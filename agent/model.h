@@ -76,6 +76,24 @@ typedef struct lw_model_site {
 
 #define LW_MODEL_KIND_ITERATION 0xffff
 
+/* A call's totals: the kernel's counts include the fast calls and so
+ * cover the slow ones, but they exist only as root and are read
+ * periodically, so the larger of the two is the call's figure. */
+static inline uint64_t lw_model_call_count(const lw_model_call_t *k)
+{
+	return k->count > k->slow ? k->count : k->slow;
+}
+
+static inline uint64_t lw_model_call_total(const lw_model_call_t *k)
+{
+	return k->total_ns > k->slow_total_ns ? k->total_ns : k->slow_total_ns;
+}
+
+static inline uint64_t lw_model_call_max(const lw_model_call_t *k)
+{
+	return k->max_ns > k->slow_max_ns ? k->max_ns : k->slow_max_ns;
+}
+
 typedef struct lw_model_loop {
 	uint32_t id;
 	int32_t tid;
@@ -153,6 +171,10 @@ uint64_t lw_model_busy_ns(const lw_model_loop_t *l);
 /* The share of its loop's busy time that a site took, in [0, 1]; -1 when
  * the loop's busy time is unknown. */
 double lw_model_share(const lw_model_t *m, const lw_model_site_t *s);
+
+/* The call of site s that took longest (lw_model_call_max), what held it
+ * up most; NULL when it has none. */
+const lw_model_call_t *lw_model_longest_call(const lw_model_site_t *s);
 
 /* The sites worst first: by total time (the time they held the loop),
  * then by max.  Fills out with up to max pointers; returns how many. */

@@ -104,10 +104,7 @@ static int call_by_total(const void *a, const void *b)
 {
 	const lw_model_call_t *x = *(const lw_model_call_t *const *)a;
 	const lw_model_call_t *y = *(const lw_model_call_t *const *)b;
-	uint64_t tx =
-		x->total_ns > x->slow_total_ns ? x->total_ns : x->slow_total_ns;
-	uint64_t ty =
-		y->total_ns > y->slow_total_ns ? y->total_ns : y->slow_total_ns;
+	uint64_t tx = lw_model_call_total(x), ty = lw_model_call_total(y);
 	return (tx < ty) - (tx > ty);
 }
 
@@ -116,7 +113,7 @@ static int call_by_total(const void *a, const void *b)
 static void site_calls(const lw_model_site_t *s, FILE *out)
 {
 	const lw_model_call_t *calls[LW_MODEL_CALLS];
-	char a[32], b[32], kind[64];
+	char a[32], b[32];
 
 	for (size_t i = 0; i < s->ncalls; i++)
 		calls[i] = &s->calls[i];
@@ -124,19 +121,14 @@ static void site_calls(const lw_model_site_t *s, FILE *out)
 	for (size_t i = 0; i < s->ncalls; i++) {
 		const lw_model_call_t *k = calls[i];
 		const char *fk = lw_kev_fd_kind_name(k->fd_kind);
-		uint64_t count = k->count > k->slow ? k->count : k->slow;
-		uint64_t total = k->total_ns > k->slow_total_ns
-					 ? k->total_ns
-					 : k->slow_total_ns;
-		uint64_t max =
-			k->max_ns > k->slow_max_ns ? k->max_ns : k->slow_max_ns;
-		snprintf(kind, sizeof(kind), "%s%s%s", fk[0] ? " on " : "", fk,
-			 "");
+		uint64_t count = lw_model_call_count(k);
 		fprintf(out,
-			"    %s%s%s%s: %" PRIu64 " call%s, total %s, max %s",
-			k->syscall, kind, k->fd_path[0] ? " " : "", k->fd_path,
-			count, count == 1 ? "" : "s", dur(total, a, sizeof(a)),
-			dur(max, b, sizeof(b)));
+			"    %s%s%s%s%s: %" PRIu64 " call%s, total %s, max %s",
+			k->syscall, fk[0] ? " on " : "", fk,
+			k->fd_path[0] ? " " : "", k->fd_path, count,
+			count == 1 ? "" : "s",
+			dur(lw_model_call_total(k), a, sizeof(a)),
+			dur(lw_model_call_max(k), b, sizeof(b)));
 		if (k->slow > 0)
 			fprintf(out, ", %" PRIu64 " slow", k->slow);
 		fputc('\n', out);

@@ -20,6 +20,7 @@
 #include <poll.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -733,4 +734,20 @@ int lw_rr_proc_alive(const lw_rr_proc_t *p)
 			return 0;
 	}
 	return lw_proc_start_time(p->pid, &st) == 0 && st == p->start_time;
+}
+
+const char *lw_rr_site_label(const lw_rr_ring_t *r, uint32_t id, char *buf,
+			     size_t len)
+{
+	lw_rr_site_t s;
+
+	if (id == 0)
+		snprintf(buf, len, "(no site)");
+	else if (lw_rr_site(r, id, &s) < 0)
+		snprintf(buf, len, "site#%" PRIu32, id);
+	else if (s.name[0] != '\0')
+		snprintf(buf, len, "%s", s.name);
+	else
+		snprintf(buf, len, "0x%" PRIx64, s.fn);
+	return buf;
 }

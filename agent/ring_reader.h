@@ -136,6 +136,11 @@ int lw_rr_site(const lw_rr_ring_t *r, uint32_t id, lw_rr_site_t *out);
 int lw_rr_current(const lw_rr_ring_t *r, lw_rr_current_t *out);
 void lw_rr_counters(const lw_rr_ring_t *r, lw_rr_counters_t *out);
 
+/* A site for people: its name, else its function's address, "site#N"
+ * when it cannot be read, "(no site)" for id 0.  Returns buf. */
+const char *lw_rr_site_label(const lw_rr_ring_t *r, uint32_t id, char *buf,
+			     size_t len);
+
 /* A short lower-case name of a kind ("timer", "io", ...), the same as
  * lw_kind_name() of libloopwatch; "unknown" when out of range. */
 const char *lw_rr_kind_name(uint32_t kind);

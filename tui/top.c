@@ -13,6 +13,7 @@
  * the dashboard's cost does not grow with the target's rate: the model is
  * read, never copied, and sorting is over the sites, not the callbacks.
  */
+#include "../agent/clock.h"
 #include "top.h"
 
 #include "../agent/duration.h"
@@ -82,13 +83,6 @@ static void on_signal(int sig)
 	top_signal = sig;
 }
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static const char *dur(uint64_t ns, char *buf, size_t len)
 {
 	lw_duration_format(ns, buf, len);
@@ -151,7 +145,7 @@ int lw_top_open(lw_top_t **out, const struct lw_top_opts *o, char *why,
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
-	t->start_ns = now_ns();
+	t->start_ns = lw_now_ns();
 	*out = t;
 	return 0;
 }
@@ -445,13 +439,8 @@ static void draw_table(lw_top_t *t, const lw_model_t *m, int y, int bottom)
 		double sh = lw_model_share(m, s);
 		int over = over_budget(t, m, s);
 		char blocking[64] = "";
-		if (s->ncalls > 0) {
-			const lw_model_call_t *k = &s->calls[0];
-			for (size_t j = 1; j < s->ncalls; j++)
-				if (s->calls[j].max_ns +
-					    s->calls[j].slow_max_ns >
-				    k->max_ns + k->slow_max_ns)
-					k = &s->calls[j];
+		const lw_model_call_t *k = lw_model_longest_call(s);
+		if (k != NULL) {
 			snprintf(blocking, sizeof(blocking), "%s%s", k->syscall,
 				 s->ncalls > 1 ? " +" : "");
 		} else if (s->samples > 0) {
@@ -504,26 +493,16 @@ static void draw_calls(lw_top_t *t, int y, int bottom)
 	if (t->nrows == 0)
 		return;
 	const lw_model_site_t *s = t->rows[t->selected];
-	const lw_model_call_t *longest = NULL;
+	const lw_model_call_t *longest = lw_model_longest_call(s);
 	for (size_t i = 0; i < s->ncalls && y < bottom; i++) {
 		const lw_model_call_t *k = &s->calls[i];
-		uint64_t count = k->count > k->slow ? k->count : k->slow;
-		uint64_t max =
-			k->max_ns > k->slow_max_ns ? k->max_ns : k->slow_max_ns;
-		uint64_t total = k->total_ns > k->slow_total_ns
-					 ? k->total_ns
-					 : k->slow_total_ns;
 		const char *fk = lw_kev_fd_kind_name(k->fd_kind);
 		snprintf(line, sizeof(line),
 			 "  %-18s %-14s x%-7" PRIu64 " max %-9s total %s",
-			 k->syscall, fk[0] ? fk : "-", count,
-			 dur(max, a, sizeof(a)), dur(total, b, sizeof(b)));
+			 k->syscall, fk[0] ? fk : "-", lw_model_call_count(k),
+			 dur(lw_model_call_max(k), a, sizeof(a)),
+			 dur(lw_model_call_total(k), b, sizeof(b)));
 		line_at(y++, line);
-		if (longest == NULL ||
-		    max > (longest->max_ns > longest->slow_max_ns
-				   ? longest->max_ns
-				   : longest->slow_max_ns))
-			longest = k;
 	}
 	const lw_model_stack_t *st = longest ? &longest->stack : &s->sample;
 	if (st->n > 0 && y < bottom) {
@@ -714,7 +693,7 @@ static void draw(lw_top_t *t, const lw_model_t *m)
 			draw_main(t, m);
 	}
 	refresh();
-	t->last_draw = now_ns();
+	t->last_draw = lw_now_ns();
 }
 
 /* ---- keys ---- */
