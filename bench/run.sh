@@ -33,13 +33,19 @@
 # attach as root and with the rings alone; records lost, agent CPU and
 # memory.  Its settings are SUSTAIN_* (see the script).
 #
+# Part 5, the dashboard under a large model (bench/top.sh, about 4
+# minutes): keys answered through a real terminal with 10,000 sites,
+# against 16 sites and against the terminal's own path; redraws per
+# second; and the target's rate alone, under attach and under top.  Its
+# settings are TOP_* (see the script).
+#
 # A ratio below 1 means loopwatch is faster.  Nothing here is a timed
 # assertion: the script exits 0 unless a program is missing or fails.
 #
 # Environment: BENCH_ROUNDS (rounds of part 1), BENCH_PAIRS (on/off pairs of
 # the storm and the pipe ring, default 10), BENCH_MICRO_PAIRS (pairs of the
 # microbenchmark, default 5), BENCH_AB_RUNS (runs of ring_ab_lw, default
-# 3), BENCH_PARTS ("peers ring kprobes sustain", the default, or
+# 3), BENCH_PARTS ("peers ring kprobes sustain top", the default, or
 # some of them), BENCH_REPS and BENCH_DIV (passed on to the programs of part
 # 1 and to the pipe ring: repetitions, and a divisor of every count for a
 # quick smoke run; BENCH_DIV divides part 2's counts too), BENCH_RAW=FILE
@@ -56,7 +62,7 @@ rounds=${BENCH_ROUNDS:-3}
 pairs=${BENCH_PAIRS:-10}
 micro_pairs=${BENCH_MICRO_PAIRS:-5}
 ab_runs=${BENCH_AB_RUNS:-3}
-parts=${BENCH_PARTS:-peers ring kprobes sustain}
+parts=${BENCH_PARTS:-peers ring kprobes sustain top}
 benches=(timers pipe_ring tcp_pingpong)
 peers=(lw lw-off uv ev event)
 
@@ -502,5 +508,12 @@ fi
 if has_part sustain; then
 	echo
 	bash "$(dirname "$0")/sustain.sh" "$dir" || fail=1
+fi
+# ---------------------------------------------------------------------------
+# Part 5: the dashboard under a large model; its own script (it needs tmux
+# and BUILD/bin/loopwatch), which prints its figures and verdicts.
+if has_part top; then
+	echo
+	bash "$(dirname "$0")/top.sh" "$dir" || fail=1
 fi
 exit $fail

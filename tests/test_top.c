@@ -276,17 +276,32 @@ TEST_T(top_replay_recording, 60)
 	snprintf(rec, sizeof(rec), "%s/r.lwrec", dir);
 	pid_t srv = lwt_start_blocky(&port, &sfd);
 	snprintf(pidbuf, sizeof(pidbuf), "%d", (int)srv);
-	pid_t client = fork();
-	if (client == 0) {
-		usleep(1500000);
-		lwt_http_get(port, "/sleep?ms=120");
-		_exit(0);
+	char *record[] = { strdup(lwt_build_path("bin/loopwatch")),
+			   "record",
+			   "-o",
+			   rec,
+			   "--duration",
+			   "3",
+			   pidbuf,
+			   NULL };
+	int rfd;
+	pid_t lw = lwt_spawn(record, &rfd, 1, NULL);
+	free(record[0]);
+	/* The request once the recording has begun, however long the
+	 * start took (symbols, probes; slower under a sanitizer). */
+	size_t n = 0;
+	char line[1024];
+	while (lwt_read_line(rfd, line, sizeof(line), 30000) >= 0) {
+		n += (size_t)snprintf(out + n, sizeof(out) - n, "%s\n", line);
+		if (strstr(line, "attached to PID") || strstr(line, "cannot"))
+			break;
 	}
-	char *record[] = {
-		"record", "-o", rec, "--duration", "3", pidbuf, NULL
-	};
-	ASSERT_EQ(lwt_loopwatch(record, out, sizeof(out)), 0);
-	lwt_wait_exit(client, 10000);
+	lwt_http_get(port, "/sleep?ms=120");
+	lwt_read_all(rfd, out + n, sizeof(out) - n, 30000);
+	close(rfd);
+	fprintf(stderr, "%s", out);
+	int status = lwt_wait_exit(lw, 10000);
+	ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	kill(srv, SIGTERM);
 	lwt_wait_exit(srv, 10000);
 	close(sfd);
@@ -300,4 +315,139 @@ TEST_T(top_replay_recording, 60)
 	stop_top(&t);
 	unlink(rec);
 	rmdir(dir);
+}
+
+/* The table's row of the site `name` (after the two columns of the
+ * marker), as a 0-based line of the pane, or -1. */
+static int row_of(struct term *t, const char *name)
+{
+	int y = 0;
+
+	for (const char *l = capture(t); *l; y++) {
+		if (strlen(l) > 2 && strncmp(l + 2, name, strlen(name)) == 0)
+			return y;
+		const char *nl = strchr(l, '\n');
+		if (nl == NULL)
+			break;
+		l = nl + 1;
+	}
+	return -1;
+}
+
+/* A left click at the 0-based (x, y), as xterm reports it in SGR mode
+ * (what ncurses asks of TERM=xterm-256color): press, then release. */
+static void click(struct term *t, int x, int y, int times)
+{
+	for (int i = 0; i < times; i++)
+		tmux(t, "send-keys -t top -l '\033[<0;%d;%dM\033[<0;%d;%dm'",
+		     x + 1, y + 1, x + 1, y + 1);
+}
+
+/* The stty modes the shell sees after top: canonical input and echo must
+ * be back, whatever way top left. */
+static void assert_modes_back(struct term *t)
+{
+	tmux(t, "send-keys -t top 'stty -a | tr \" \" \"\\n\" | grep "
+		"-x -e icanon -e echo | tr \"\\n\" +; echo MODES' Enter");
+	ASSERT(wait_for(t, "icanon+echo+MODES", 5000));
+}
+
+/* A click selects the row under it (the panel below names its site); a
+ * double click opens its detail. */
+TEST_T(top_mouse_selects_row, 60)
+{
+	static struct term t;
+	uint16_t port;
+	int sfd;
+
+	need_tmux();
+	pid_t srv = lwt_start_blocky(&port, &sfd);
+	start_top(&t, srv, 120, 40, "TERM=xterm-256color");
+	lwt_http_get(port, "/sleep?ms=120");
+	lwt_http_get(port, "/fsync");
+	for (int i = 0; i < 3; i++)
+		lwt_http_get(port, "/health");
+	ASSERT(wait_for(&t, "GET /health", 5000));
+	/* Paused, the screen holds still: the click lands on what is
+	 * drawn. */
+	tmux(&t, "send-keys -t top p");
+	ASSERT(wait_for(&t, "[PAUSED]", 3000));
+	ASSERT(wait_for(&t, "blocking calls in GET /sleep", 3000));
+	int y = row_of(&t, "GET /health ");
+	if (y < 0)
+		fprintf(stderr, "pane, without a GET /health row:\n%s\n",
+			t.pane);
+	ASSERT_GT(y, 0);
+	click(&t, 6, y, 1);
+	ASSERT(wait_for(&t, "blocking calls in GET /health", 3000));
+	/* A click outside the table changes nothing. */
+	click(&t, 6, 0, 1);
+	usleep(300000);
+	ASSERT(strstr(capture(&t), "blocking calls in GET /health") != NULL);
+	/* A double click: the detail of the row clicked. */
+	y = row_of(&t, "GET /fsync ");
+	ASSERT_GT(y, 0);
+	click(&t, 6, y, 2);
+	ASSERT(wait_for(&t, "Esc/Enter: back", 3000));
+	ASSERT(strncmp(t.pane, "GET /fsync", 10) == 0);
+	tmux(&t, "send-keys -t top Escape");
+	ASSERT(wait_for(&t, "  SITE", 3000));
+	tmux(&t, "send-keys -t top q");
+	ASSERT(wait_for(&t, "TOP-EXIT-0", 10000));
+	stop_top(&t);
+	kill(srv, SIGTERM);
+	lwt_wait_exit(srv, 10000);
+	close(sfd);
+}
+
+/* An error inside the dashboard: the terminal comes back, and what went
+ * wrong is said on it, not lost with the dashboard's screen. */
+TEST_T(top_error_restores_terminal, 60)
+{
+	static struct term t;
+	uint16_t port;
+	int sfd;
+
+	need_tmux();
+	/* The watch fails after top took the terminal. */
+	snprintf(t.sock, sizeof(t.sock), "lwtest%d", (int)getpid());
+	ASSERT_EQ(tmux(&t, "new-session -d -s top -x 100 -y 30 'env "
+			   "TERM=xterm-256color bash --norc --noprofile'"),
+		  0);
+	tmux(&t, "set-option -t top status off >/dev/null");
+	tmux(&t, "send-keys -t top '%s top 999999; echo TOP-EXIT-$?' Enter",
+	     lwt_build_path("bin/loopwatch"));
+	ASSERT(wait_for(&t, "TOP-EXIT-2", 15000));
+	ASSERT(strstr(t.pane, "loopwatch: cannot attach to PID 999999: no "
+			      "such process") != NULL);
+	assert_modes_back(&t);
+	stop_top(&t);
+
+	/* A crash while drawing a live target. */
+	pid_t srv = lwt_start_blocky(&port, &sfd);
+	start_top(&t, srv, 100, 30, "TERM=xterm-256color");
+	lwt_http_get(port, "/sleep?ms=120");
+	ASSERT(wait_for(&t, "! GET /sleep", 5000));
+	char cmd[256], out[64] = "";
+	snprintf(cmd, sizeof(cmd),
+		 "pgrep -P $(tmux -L %s list-panes -t top -F "
+		 "'#{pane_pid}') -x loopwatch",
+		 t.sock);
+	FILE *f = popen(cmd, "r");
+	ASSERT(f != NULL);
+	ASSERT(fgets(out, sizeof(out), f) != NULL);
+	pclose(f);
+	pid_t top = (pid_t)atoi(out);
+	ASSERT_GT(top, 0);
+	ASSERT_OK(kill(top, SIGSEGV));
+	ASSERT(wait_for(&t, "TOP-EXIT-139", 10000));
+	ASSERT(strstr(t.pane, "loopwatch: top: fatal signal SIGSEGV; the "
+			      "terminal was restored") != NULL);
+	assert_modes_back(&t);
+	/* The target did not notice. */
+	lwt_http_get(port, "/health");
+	stop_top(&t);
+	kill(srv, SIGTERM);
+	lwt_wait_exit(srv, 10000);
+	close(sfd);
 }

@@ -21,6 +21,7 @@
 #include "../agent/ring_reader.h"
 
 #include <curses.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <langinfo.h>
 #include <locale.h>
@@ -29,7 +30,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 #define HISTORY 64 /* utilization samples kept for the sparkline */
 #define FILTER_MAX 64
@@ -41,6 +44,13 @@ static const char *const sort_names[NSORT] = { "total", "max", "p99", "calls",
 enum view { VIEW_MAIN, VIEW_DETAIL, VIEW_HELP };
 
 enum { PAIR_OVER = 1, PAIR_BANNER, PAIR_HEAD, PAIR_SEL, PAIR_DIM };
+
+/* A row of the table: its site and the value it is sorted by, taken once
+ * per draw (a p99 is a walk over the histogram: never per comparison). */
+struct row {
+	const lw_model_site_t *site;
+	uint64_t key;
+};
 
 struct lw_top {
 	struct lw_top_opts o;
@@ -57,23 +67,104 @@ struct lw_top {
 	size_t nhist;
 	uint64_t hist_busy, hist_idle, hist_at; /* the last counters seen */
 	/* The sites of the last draw, in order, for the keys. */
-	const lw_model_site_t **rows;
+	struct row *rows;
 	size_t nrows, rows_cap;
+	/* What the dashboard itself costs, for LOOPWATCH_TOP_STATS. */
+	uint64_t draws, keys, draw_ns, draw_max_ns;
 	/* Once the user moved it, the selection follows its site across
 	 * re-sorts; until then it stays on the worst. */
 	char sel_name[LW_MODEL_NAME_MAX];
 	struct lw_attach_live live;
 };
 
+/*
+ * The terminal, while the dashboard holds it.  What the rest of the
+ * program writes to stderr meanwhile (an error that ends the watch, a
+ * warning of libbpf's) would land on the dashboard's screen, tear it, and
+ * vanish with it when the screen is given back: stderr goes to a memory
+ * file instead, and its text is written to the real stderr once the
+ * terminal is restored, on every way out.
+ */
 static int term_active;
+static int saved_stderr = -1, held_stderr = -1;
 
-/* exit() while the terminal is ours: give it back first. */
+static void hold_stderr(void)
+{
+	fflush(stderr);
+	held_stderr = memfd_create("loopwatch-top-stderr", MFD_CLOEXEC);
+	if (held_stderr < 0)
+		return; /* then it goes to the screen, as before */
+	saved_stderr = fcntl(2, F_DUPFD_CLOEXEC, 3);
+	if (saved_stderr < 0 || dup2(held_stderr, 2) < 0) {
+		close(held_stderr);
+		held_stderr = -1;
+		if (saved_stderr >= 0)
+			close(saved_stderr);
+		saved_stderr = -1;
+	}
+}
+
+/* Put stderr back and write out what it held.  Async-signal-safe: the
+ * crash handler calls it. */
+static void give_back_stderr(void)
+{
+	char buf[4096];
+	ssize_t n;
+	off_t off = 0;
+
+	if (held_stderr < 0)
+		return;
+	dup2(saved_stderr, 2);
+	while ((n = pread(held_stderr, buf, sizeof(buf), off)) > 0) {
+		if (write(2, buf, (size_t)n) != n)
+			break;
+		off += n;
+	}
+	close(held_stderr);
+	close(saved_stderr);
+	held_stderr = saved_stderr = -1;
+}
+
+/* Give the terminal back: on close, and on exit() through atexit. */
 static void restore_at_exit(void)
 {
 	if (term_active) {
 		endwin();
 		term_active = 0;
 	}
+	fflush(stderr);
+	give_back_stderr();
+}
+
+/*
+ * A fatal signal while the terminal is ours (a crash of the dashboard or
+ * of the agent under it): give the terminal back, say so, and die of the
+ * same signal, which SA_RESETHAND has made the default again.  endwin() is
+ * not async-signal-safe; htop makes the same trade, since a process that
+ * is about to die anyway is better off leaving a usable terminal.
+ */
+static void on_fatal(int sig)
+{
+	const char *msg = sig == SIGSEGV   ? "loopwatch: top: fatal signal "
+					     "SIGSEGV; the terminal was "
+					     "restored\n"
+			  : sig == SIGBUS  ? "loopwatch: top: fatal signal "
+					     "SIGBUS; the terminal was "
+					     "restored\n"
+			  : sig == SIGABRT ? "loopwatch: top: aborted; the "
+					     "terminal was restored\n"
+					   : "loopwatch: top: fatal signal; "
+					     "the terminal was restored\n";
+
+	if (term_active) {
+		term_active = 0;
+		endwin();
+	}
+	give_back_stderr();
+	if (write(2, msg, strlen(msg)) < 0) {
+		/* nothing more can be said */
+	}
+	raise(sig);
 }
 
 static volatile sig_atomic_t top_signal;
@@ -122,6 +213,7 @@ int lw_top_open(lw_top_t **out, const struct lw_top_opts *o, char *why,
 		return -1;
 	}
 	term_active = 1;
+	hold_stderr();
 	cbreak(); /* Ctrl-C stays a signal: the watch ends cleanly */
 	set_escdelay(25); /* Esc is a key here, not the start of one */
 	noecho();
@@ -145,6 +237,13 @@ int lw_top_open(lw_top_t **out, const struct lw_top_opts *o, char *why,
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
+	struct sigaction fatal = { .sa_handler = on_fatal,
+				   .sa_flags = SA_RESETHAND | SA_NODEFER };
+	sigemptyset(&fatal.sa_mask);
+	static const int fatal_signals[] = { SIGSEGV, SIGBUS, SIGFPE, SIGILL,
+					     SIGABRT };
+	for (size_t i = 0; i < sizeof(fatal_signals) / sizeof(int); i++)
+		sigaction(fatal_signals[i], &fatal, NULL);
 	t->start_ns = lw_now_ns();
 	*out = t;
 	return 0;
@@ -155,11 +254,30 @@ int lw_top_quit(const lw_top_t *t)
 	return t->quit || top_signal;
 }
 
+/* With LOOPWATCH_TOP_STATS=FILE, what the dashboard itself cost goes to
+ * FILE when it closes (bench/top.sh reads it): how many times it drew, in
+ * how long, and how long a draw took. */
+static void write_stats(const lw_top_t *t)
+{
+	const char *path = getenv("LOOPWATCH_TOP_STATS");
+	FILE *f;
+
+	if (path == NULL || path[0] == '\0' || (f = fopen(path, "w")) == NULL)
+		return;
+	fprintf(f,
+		"draws %" PRIu64 " keys %" PRIu64 " seconds %.3f draw_mean_ns "
+		"%" PRIu64 " draw_max_ns %" PRIu64 "\n",
+		t->draws, t->keys, (double)(lw_now_ns() - t->start_ns) / 1e9,
+		t->draws ? t->draw_ns / t->draws : 0, t->draw_max_ns);
+	fclose(f);
+}
+
 void lw_top_close(lw_top_t *t)
 {
 	if (t == NULL)
 		return;
 	restore_at_exit();
+	write_stats(t);
 	free(t->rows);
 	free(t);
 }
@@ -228,19 +346,20 @@ static uint64_t site_value(const lw_model_site_t *s, enum sort_key k)
 	}
 }
 
-static enum sort_key cmp_key;
-
-static int cmp_sites(const void *a, const void *b)
+static int cmp_rows(const void *a, const void *b)
 {
-	const lw_model_site_t *x = *(const lw_model_site_t *const *)a;
-	const lw_model_site_t *y = *(const lw_model_site_t *const *)b;
+	const struct row *x = a, *y = b;
 
-	if (cmp_key == SORT_NAME)
-		return strcmp(x->name, y->name);
-	uint64_t vx = site_value(x, cmp_key), vy = site_value(y, cmp_key);
-	if (vx != vy)
-		return vx < vy ? 1 : -1;
-	return strcmp(x->name, y->name);
+	if (x->key != y->key)
+		return x->key < y->key ? 1 : -1;
+	return strcmp(x->site->name, y->site->name);
+}
+
+static int cmp_rows_by_name(const void *a, const void *b)
+{
+	const struct row *x = a, *y = b;
+
+	return strcmp(x->site->name, y->site->name);
 }
 
 /* The rows: the sites of the loops shown that match the filter and have
@@ -250,7 +369,7 @@ static void build_rows(lw_top_t *t, const lw_model_t *m)
 	size_t n = lw_model_nsites(m);
 
 	if (n > t->rows_cap) {
-		const lw_model_site_t **r = realloc(t->rows, n * sizeof(*r));
+		struct row *r = realloc(t->rows, n * sizeof(*r));
 		if (r == NULL)
 			return;
 		t->rows = r;
@@ -265,16 +384,18 @@ static void build_rows(lw_top_t *t, const lw_model_t *m)
 			continue;
 		if (t->filter[0] && strcasestr(s->name, t->filter) == NULL)
 			continue;
-		t->rows[t->nrows++] = s;
+		t->rows[t->nrows++] = (struct row){
+			s, t->sort == SORT_NAME ? 0 : site_value(s, t->sort)
+		};
 	}
-	cmp_key = t->sort;
 	if (t->nrows > 1)
-		qsort(t->rows, t->nrows, sizeof(*t->rows), cmp_sites);
+		qsort(t->rows, t->nrows, sizeof(*t->rows),
+		      t->sort == SORT_NAME ? cmp_rows_by_name : cmp_rows);
 	if (t->sel_name[0] == '\0')
 		t->selected = 0;
 	else
 		for (size_t i = 0; i < t->nrows; i++)
-			if (strcmp(t->rows[i]->name, t->sel_name) == 0) {
+			if (strcmp(t->rows[i].site->name, t->sel_name) == 0) {
 				t->selected = i;
 				break;
 			}
@@ -435,7 +556,7 @@ static void draw_table(lw_top_t *t, const lw_model_t *m, int y, int bottom)
 		clrtoeol();
 		if (i >= t->nrows)
 			continue;
-		const lw_model_site_t *s = t->rows[i];
+		const lw_model_site_t *s = t->rows[i].site;
 		double sh = lw_model_share(m, s);
 		int over = over_budget(t, m, s);
 		char blocking[64] = "";
@@ -483,7 +604,7 @@ static void draw_calls(lw_top_t *t, int y, int bottom)
 		return;
 	style_on(t, PAIR_HEAD, A_REVERSE);
 	snprintf(line, sizeof(line), "  blocking calls in %s",
-		 t->nrows ? t->rows[t->selected]->name : "-");
+		 t->nrows ? t->rows[t->selected].site->name : "-");
 	line_at(y++, line);
 	style_off(t, PAIR_HEAD, A_REVERSE);
 	for (int r = y; r < bottom; r++) {
@@ -492,7 +613,7 @@ static void draw_calls(lw_top_t *t, int y, int bottom)
 	}
 	if (t->nrows == 0)
 		return;
-	const lw_model_site_t *s = t->rows[t->selected];
+	const lw_model_site_t *s = t->rows[t->selected].site;
 	const lw_model_call_t *longest = lw_model_longest_call(s);
 	for (size_t i = 0; i < s->ncalls && y < bottom; i++) {
 		const lw_model_call_t *k = &s->calls[i];
@@ -592,7 +713,7 @@ static void draw_detail(lw_top_t *t, const lw_model_t *m)
 		line_at(0, "no site selected (Esc: back)");
 		return;
 	}
-	const lw_model_site_t *s = t->rows[t->selected];
+	const lw_model_site_t *s = t->rows[t->selected].site;
 	static const double qs[5] = { 0.5, 0.9, 0.99, 0.999, 1 };
 	uint64_t q[5];
 	lw_hist_quantiles(&s->hist, qs, q, 5);
@@ -679,6 +800,8 @@ static void draw_help(lw_top_t *t)
 
 static void draw(lw_top_t *t, const lw_model_t *m)
 {
+	uint64_t t0 = lw_now_ns();
+
 	if (LINES < 10 || COLS < 40) {
 		erase();
 		line_at(0, "terminal too small for loopwatch top (40x10 at "
@@ -694,6 +817,10 @@ static void draw(lw_top_t *t, const lw_model_t *m)
 	}
 	refresh();
 	t->last_draw = lw_now_ns();
+	t->draws++;
+	t->draw_ns += t->last_draw - t0;
+	if (t->last_draw - t0 > t->draw_max_ns)
+		t->draw_max_ns = t->last_draw - t0;
 }
 
 /* ---- keys ---- */
@@ -708,7 +835,7 @@ static void select_row(lw_top_t *t, long to)
 		to = (long)t->nrows - 1;
 	t->selected = (size_t)to;
 	snprintf(t->sel_name, sizeof(t->sel_name), "%s",
-		 t->rows[t->selected]->name);
+		 t->rows[t->selected].site->name);
 }
 
 static void next_loop(lw_top_t *t, const lw_model_t *m)
@@ -858,8 +985,10 @@ static int read_keys(lw_top_t *t, const lw_model_t *m)
 {
 	int c, redraw = 0;
 
-	while ((c = getch()) != ERR)
+	while ((c = getch()) != ERR) {
+		t->keys++;
 		redraw |= key(t, m, c);
+	}
 	return redraw;
 }
 
@@ -907,6 +1036,7 @@ void lw_top_ended(lw_top_t *t, const lw_model_t *m, const char *why)
 		if (c == ERR)
 			continue;
 		nodelay(stdscr, TRUE);
+		t->keys++;
 		int r = key(t, m, c);
 		r |= read_keys(t, m);
 		if (r && !t->quit)
