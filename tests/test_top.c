@@ -130,7 +130,8 @@ TEST_T(top_sort_filter_detail_resize_quit, 90)
 
 	need_tmux();
 	pid_t srv = lwt_start_blocky(&port, &sfd);
-	start_top(&t, srv, 120, 40, "TERM=xterm-256color");
+	start_top(&t, srv, 120, 40,
+		  "TERM=xterm-256color LANG=C.UTF-8 LC_ALL=C.UTF-8");
 	lwt_http_get(port, "/sleep?ms=150");
 	lwt_http_get(port, "/fsync");
 	for (int i = 0; i < 5; i++)
@@ -141,6 +142,11 @@ TEST_T(top_sort_filter_detail_resize_quit, 90)
 	/* The blocking handler on top, flagged. */
 	first_row(&t, row, sizeof(row));
 	ASSERT(strncmp(row, "! GET /sleep ", 13) == 0);
+	/* In UTF-8, the sparkline is drawn with block elements. */
+	ASSERT(strstr(t.pane, "\u2581") || strstr(t.pane, "\u2582") ||
+	       strstr(t.pane, "\u2583") || strstr(t.pane, "\u2584") ||
+	       strstr(t.pane, "\u2585") || strstr(t.pane, "\u2586") ||
+	       strstr(t.pane, "\u2587") || strstr(t.pane, "\u2588"));
 	/* Sort: the marked column moves. */
 	tmux(&t, "send-keys -t top s");
 	ASSERT(wait_for(&t, "MAX*", 3000));
@@ -236,6 +242,9 @@ TEST_T(top_target_killed_no_color, 60)
 	start_top(&t, srv, 100, 30, "NO_COLOR=1 TERM=linux LANG=C LC_ALL=C");
 	lwt_http_get(port, "/sleep?ms=120");
 	ASSERT(wait_for(&t, "! GET /sleep", 5000));
+	/* Without UTF-8, nothing but ASCII on the screen. */
+	for (const unsigned char *p = (const unsigned char *)t.pane; *p; p++)
+		ASSERT_LT(*p, 0x80);
 	kill(srv, SIGKILL);
 	waitpid(srv, NULL, 0);
 	close(sfd);
