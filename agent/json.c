@@ -2,6 +2,7 @@
  * json.c - the streaming JSON writer of json.h.
  */
 #include "json.h"
+#include "text.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -80,38 +81,6 @@ void lw_json_arr_end(lw_json_t *j)
 	close_(j, ']');
 }
 
-/* The length of the valid UTF-8 sequence at s (1..4), or 0 if none. */
-static size_t utf8_len(const unsigned char *s)
-{
-	unsigned c = s[0];
-	size_t n;
-	unsigned min;
-
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf) {
-		n = 2;
-		min = 0x80;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		n = 3;
-		min = 0x800;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		n = 4;
-		min = 0x10000;
-	} else {
-		return 0;
-	}
-	unsigned cp = c & (0x7f >> n);
-	for (size_t i = 1; i < n; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0; /* also stops at the NUL */
-		cp = (cp << 6) | (s[i] & 0x3f);
-	}
-	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return n;
-}
-
 void lw_json_escape(FILE *f, const char *str)
 {
 	const unsigned char *s = (const unsigned char *)str;
@@ -135,7 +104,7 @@ void lw_json_escape(FILE *f, const char *str)
 			fputc((int)c, f);
 			s++;
 		} else {
-			size_t n = utf8_len(s);
+			size_t n = lw_utf8_len(s);
 			if (n == 0) {
 				fputs("\xef\xbf\xbd", f); /* U+FFFD */
 				s++;

@@ -2,6 +2,7 @@
  * kevent.c - kernel events in words (see kevent.h).
  */
 #include "kevent.h"
+#include "text.h"
 
 #include "clock.h"
 
@@ -351,6 +352,7 @@ int lw_kev_from_raw(pid_t pid, lw_kev_sym_t *ks,
 		ssize_t n =
 			readlink(link, out->fd_path, sizeof(out->fd_path) - 1);
 		out->fd_path[n > 0 ? n : 0] = '\0';
+		lw_text_clean(out->fd_path); /* the target names its files */
 		/* Keep a path only if it is of the kind the kernel saw (a
 		 * regular file or a directory has a path; a socket or pipe
 		 * a "type:[inode]"): otherwise the fd was reused. */

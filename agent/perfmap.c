@@ -8,6 +8,7 @@
  * line order, which gives at most 2n - 1 disjoint segments in O(n log n).
  */
 #include "perfmap.h"
+#include "text.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -105,11 +106,11 @@ static int parse_line(const char *s, const char *end, struct entry *e,
 
 	char *name = arena + *arena_len;
 	size_t n = (size_t)(end - s);
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)s[i];
-		name[i] = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
-	}
+	/* A NUL inside the name is one more control character. */
+	for (size_t i = 0; i < n; i++)
+		name[i] = s[i] ? s[i] : '?';
 	name[n] = '\0';
+	lw_text_clean(name);
 	e->start = start;
 	e->end = start + size;
 	e->name = *arena_len;

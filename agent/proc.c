@@ -2,6 +2,7 @@
  * proc.c - reading /proc for the agent (see proc.h).
  */
 #include "proc.h"
+#include "text.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -33,6 +34,7 @@ int lw_proc_parse_stat(const char *buf, size_t len, uint64_t *start_time,
 			n = commlen - 1;
 		memcpy(comm, open + 1, n);
 		comm[n] = '\0';
+		lw_text_clean(comm); /* the target names itself */
 	}
 
 	/* Fields 3 onwards follow ") "; starttime is field 22. */

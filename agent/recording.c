@@ -14,6 +14,7 @@
  * which leaves room for the NUL that the caller gets.
  */
 #include "recording.h"
+#include "text.h"
 #include "why.h"
 
 #include <errno.h>
@@ -809,7 +810,9 @@ static const char *cstr(struct cur *c, const char *field)
 	}
 	memmove(start, s, n);
 	start[n] = '\0';
-	return (const char *)start;
+	/* A recording may come from anywhere: what it says goes to a
+	 * terminal cleaned, as the live path's strings are. */
+	return lw_text_clean((char *)start);
 }
 
 static void d_header(struct cur *c, lw_rec_reader_t *r, lw_rec_header_t *h)

@@ -11,6 +11,7 @@
  * later changes nothing here.
  */
 #include "ring_reader.h"
+#include "text.h"
 
 #include "loopwatch.h"
 #include "proc.h"
@@ -83,19 +84,20 @@ static int fail(char *why, size_t whylen, int err, const char *fmt, ...)
 }
 
 /* Copy a name field of n bytes that may lack its NUL, byte by byte through
- * atomic loads, replacing control characters so that a name printed to a
- * terminal cannot drive it. */
+ * atomic loads, cleaned (text.h) so that a name printed to a terminal
+ * cannot drive it. */
 static void copy_name(char *dst, const char *src, size_t n)
 {
 	size_t i;
 
 	for (i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)LD(src[i]);
+		char c = LD(src[i]);
 		if (c == '\0')
 			break;
-		dst[i] = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
+		dst[i] = c;
 	}
 	dst[i] = '\0';
+	lw_text_clean(dst);
 }
 
 /* Does [off, off + len) lie inside [0, size)?  Without overflow. */

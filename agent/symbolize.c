@@ -16,6 +16,7 @@
  *   - the perf map for JIT code (perfmap.c).
  */
 #include "symbolize.h"
+#include "text.h"
 #include "why.h"
 
 #include "perfmap.h"
@@ -73,17 +74,10 @@ struct lw_sym {
 	struct cache_slot *cache; /* 1 << CACHE_BITS slots, on first use */
 };
 
-/* Copy a string from the target's files, bounded, control characters as
- * '?'. */
+/* Copy a string from the target's files, bounded and cleaned (text.h). */
 static void copy_clean(char *dst, size_t dstlen, const char *src)
 {
-	size_t i = 0;
-
-	for (; src[i] != '\0' && i + 1 < dstlen; i++) {
-		unsigned char c = (unsigned char)src[i];
-		dst[i] = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
-	}
-	dst[i] = '\0';
+	lw_text_copy(dst, src, dstlen - 1);
 }
 
 static const char *base_name(const char *path)

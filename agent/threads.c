@@ -3,6 +3,7 @@
  * threads.h for what each /proc file gives on this kernel).
  */
 #include "threads.h"
+#include "text.h"
 #include "why.h"
 
 #include <dirent.h>
@@ -227,13 +228,7 @@ static void read_comm(pid_t pid, pid_t tid, char comm[16])
 	}
 	if (buf[n - 1] == '\n')
 		buf[--n] = '\0';
-	if (n > 15)
-		n = 15;
-	for (int i = 0; i < n; i++) {
-		unsigned char ch = (unsigned char)buf[i];
-		comm[i] = ch < 0x20 || ch == 0x7f ? '?' : (char)ch;
-	}
-	comm[n] = '\0';
+	lw_text_copy(comm, buf, n > 15 ? 15 : (size_t)n);
 }
 
 static int note(struct detect *d, pid_t tid, uint32_t flags, int nr)

@@ -30,6 +30,11 @@
  *                parent may write it.
  *   defer        "defer_kick": a timer every 400 ms that defers "job", which
  *                sleeps 300 ms on the pool; prints `fn job ADDR`.
+ *   hostile      a target that names everything with terminal controls:
+ *                its comm, its loop, its site ("\e[2J" and a C1 CSI in
+ *                UTF-8), and a file (sparse, 64 MB) it reads whole from a
+ *                timer every 100 ms; a reader must print none of them
+ *                raw.
  *   sites        "alpha": a timer every 10 ms.  On SIGUSR1 ("usr1"), a new
  *                site appears, "born_late" (a timer every 10 ms), and alpha
  *                is renamed "alpha_renamed".  Prints `fn alpha ADDR` and
@@ -41,6 +46,7 @@
 #include "loopwatch.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -234,6 +240,22 @@ static void defer_kick_cb(lw_timer_t *t)
 
 static lw_timer_t born_late_timer;
 
+/* The names of mode "hostile": ESC, BEL, CSI as the C1 control U+009B in
+ * UTF-8, and a lone 0x9b byte (CSI on an 8-bit terminal). */
+#define HOSTILE                           \
+	"\033]2;owned\007\033[2J\xc2\x9b" \
+	"31m\x9b"
+static int hostile_fd = -1;
+
+#define HOSTILE_SIZE (64 << 20)
+
+static void hostile_cb(lw_timer_t *t)
+{
+	/* 64 MB of a sparse file: long enough to be a slow read. */
+	if (pread(hostile_fd, t->data, HOSTILE_SIZE, 0) < 0)
+		die("read the hostile file", errno);
+}
+
 static void alpha_cb(lw_timer_t *t)
 {
 }
@@ -257,7 +279,7 @@ static void usr1_cb(lw_signal_t *w, void *arg, int signum)
 static int usage(void)
 {
 	fprintf(stderr, "usage: ring_target sleep50|late|stuck SECS|storm|"
-			"fork|defer|sites\n");
+			"fork|defer|sites|hostile\n");
 	return 2;
 }
 
@@ -300,6 +322,23 @@ int main(int argc, char **argv)
 		print_fn("job", LW_FN(job));
 		every(loop, &t1, defer_kick_cb, "defer_kick", 10, 400);
 		t1.data = loop; /* after lw_timer_init(), which clears it */
+	} else if (strcmp(mode, "hostile") == 0) {
+		char path[128];
+		snprintf(path, sizeof(path), "/tmp/lw-hostile-%d-" HOSTILE,
+			 (int)getpid());
+		hostile_fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC,
+				  0600);
+		if (hostile_fd < 0)
+			die("create the hostile file", errno);
+		/* Unlinked at once: the fd keeps its name in /proc. */
+		unlink(path);
+		if (ftruncate(hostile_fd, HOSTILE_SIZE) < 0)
+			die("size the hostile file", errno);
+		prctl(PR_SET_NAME, "x" HOSTILE);
+		loop = make_loop("loop" HOSTILE);
+		every(loop, &t1, hostile_cb, "site" HOSTILE, 100, 100);
+		if ((t1.data = malloc(HOSTILE_SIZE)) == NULL)
+			die("allocate", ENOMEM);
 	} else if (strcmp(mode, "sites") == 0) {
 		loop = make_loop(mode);
 		print_fn("alpha", LW_FN(alpha_cb));
