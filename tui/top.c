@@ -50,6 +50,7 @@ enum { PAIR_OVER = 1, PAIR_BANNER, PAIR_HEAD, PAIR_SEL, PAIR_DIM };
 struct row {
 	const lw_model_site_t *site;
 	uint64_t key;
+	size_t index; /* in the model: ties keep the order sites came in */
 };
 
 struct lw_top {
@@ -352,7 +353,7 @@ static int cmp_rows(const void *a, const void *b)
 
 	if (x->key != y->key)
 		return x->key < y->key ? 1 : -1;
-	return strcmp(x->site->name, y->site->name);
+	return x->index < y->index ? -1 : x->index > y->index;
 }
 
 static int cmp_rows_by_name(const void *a, const void *b)
@@ -385,7 +386,7 @@ static void build_rows(lw_top_t *t, const lw_model_t *m)
 		if (t->filter[0] && strcasestr(s->name, t->filter) == NULL)
 			continue;
 		t->rows[t->nrows++] = (struct row){
-			s, t->sort == SORT_NAME ? 0 : site_value(s, t->sort)
+			s, t->sort == SORT_NAME ? 0 : site_value(s, t->sort), i
 		};
 	}
 	if (t->nrows > 1)
