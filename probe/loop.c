@@ -213,6 +213,11 @@ static int enter(lw_loop_t *loop)
 	lw_update_time(loop);
 	check_fork(loop);
 	note_thread(loop);
+	/* Busy time counts from the start of the run, in the loop's counters
+	 * and in its ring's alike. */
+	loop->busy_mark = loop->now;
+	if (loop->ring != NULL)
+		lw__ring_run_start(loop->ring, loop->now);
 	/* The caller's own code ran since the last callback of the loop. */
 	lw__gap(loop);
 	return 0;
@@ -236,7 +241,6 @@ int lw_run(lw_loop_t *loop)
 	int err = enter(loop);
 	if (err)
 		return err;
-	loop->busy_mark = loop->now;
 	while (!atomic_load(&loop->stop_flag)) {
 		int r = iterate(loop, -1);
 		if (r < 0) {

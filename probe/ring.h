@@ -211,6 +211,15 @@ static inline void lw__ring_gap(lw__ring_t *r)
 	r->cursor_valid = 0;
 }
 
+/* The loop starts a run at `ns`: its busy time counts from here.  Without
+ * it, the first wait of a run would count nothing before it (a callback
+ * already due when the run starts would be left out), or, after an
+ * earlier run, the caller's own time between the two runs. */
+static inline void lw__ring_run_start(lw__ring_t *r, uint64_t ns)
+{
+	r->last_exit_ns = ns;
+}
+
 /* The loop enters its wait at `ns` (CLOCK_MONOTONIC). */
 static inline void lw__ring_wait_enter(lw__ring_t *r, uint64_t ns)
 {
