@@ -299,8 +299,32 @@ TEST_T(snap_running_loop_thread, 60)
 
 	ASSERT(us != NULL);
 	pid = snap_start_loop(&out, &tid, &port);
-	c = snap_send(port, "cpu 2000\n");
-	usleep(300000);
+	/* 30 s of CPU: longer than both parts below take on a loaded
+	 * machine (a pinned snapshot has been seen to take 0.7 s); the loop
+	 * is killed at the end rather than waited for. */
+	c = snap_send(port, "cpu 30000\n");
+	/* Once the loop has the request it leaves its wait for good; until
+	 * then, however long a loaded machine takes, it goes in and out of
+	 * epoll_wait (the accept, the read).  Out of any syscall for five
+	 * readings in a row, 20 ms apart, it is in burn_cpu. */
+	char path[96], sys[64] = "";
+	int outside = 0;
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/syscall", (int)pid,
+		 (int)tid);
+	for (int i = 0; i < 500 && outside < 5; i++) {
+		FILE *f = fopen(path, "r");
+		ASSERT(f != NULL);
+		if (fgets(sys, sizeof(sys), f) == NULL)
+			sys[0] = '\0';
+		fclose(f);
+		if (strncmp(sys, "running", 7) == 0 ||
+		    strncmp(sys, "-1", 2) == 0)
+			outside++;
+		else
+			outside = 0;
+		usleep(20000);
+	}
+	ASSERT_EQ(outside, 5);
 	for (int i = 0; i < 10; i++) {
 		r = lw_snap_take(s, tid, us, &nr, why, sizeof(why));
 		if (r == 0) {
@@ -344,7 +368,13 @@ TEST_T(snap_running_loop_thread, 60)
 	/* A preemption inside the vDSO's clock read may not unwind to
 	 * burn_cpu; most land in its loop. */
 	ASSERT_GE(named, 5);
-	snap_reply(c, "done");
+	/* Still burning: the snapshots above were all taken inside it. */
+	FILE *f = fopen(path, "r");
+	ASSERT(f != NULL);
+	ASSERT(fgets(sys, sizeof(sys), f) != NULL);
+	fclose(f);
+	ASSERT(strncmp(sys, "running", 7) == 0 || strncmp(sys, "-1", 2) == 0);
+	close(c);
 	snap_stop_loop(pid, out);
 	lw_snap_close(s);
 	free(us);
