@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/auxv.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -467,6 +468,105 @@ TEST(sym_target_exited)
 	ASSERT_EQ(lw_sym_refresh(s), -ESRCH);
 	lw_sym_close(s);
 	lw_sym_close(NULL);
+}
+
+/* The vDSO is a module of its own, named from the process's memory. */
+TEST(sym_vdso)
+{
+	uint64_t vdso = (uint64_t)getauxval(AT_SYSINFO_EHDR);
+	char why[256] = "";
+	lw_sym_frame_t f;
+	lw_sym_t *s = NULL;
+	int named = 0;
+
+	if (vdso == 0)
+		SKIP("no vDSO");
+	ASSERT_OK(lw_sym_open(getpid(), &s, why, sizeof(why)));
+	lw_sym_lookup(s, vdso, 0, &f);
+	ASSERT(f.flags & LW_SYM_MODULE);
+	ASSERT(!(f.flags & LW_SYM_UNKNOWN));
+	ASSERT_STREQ(f.module, "[vdso]");
+	/* Its functions have names (a vDSO is a page or two). */
+	for (uint64_t off = 0; off < 2 * 4096; off += 8) {
+		if (lw_sym_lookup(s, vdso + off, 0, &f) == 0 &&
+		    strcmp(f.module, "[vdso]") == 0 &&
+		    (strstr(f.func, "clock_gettime") != NULL ||
+		     strstr(f.func, "gettimeofday") != NULL))
+			named++;
+	}
+	ASSERT_GT(named, 0);
+	lw_sym_close(s);
+}
+
+/* A file that no process runs, at a base of our choosing, names the same
+ * addresses as the running process does at its own base. */
+TEST(sym_file_matches_live)
+{
+	const char *path = lwt_build_path("tests/progs/sym_target");
+	const uint64_t base = 0x100000000ull;
+	char why[256] = "", buf[600], want[600];
+	struct target t;
+	lw_sym_frame_t live, file;
+	lw_sym_t *fs = NULL;
+	struct stat st;
+
+	target_start(&t, "noperfmap");
+	lw_sym_t *s = open_sym(t.pid);
+	ASSERT_OK(stat(path, &st));
+	ASSERT_OK(lw_sym_open_file(path, base, &fs, why, sizeof(why)));
+	ASSERT(fs != NULL);
+
+	for (int i = 0; i < t.nfn; i++) {
+		for (int ret = 0; ret < 2; ret++) {
+			uint64_t a = t.fn[i].addr + 4;
+			ASSERT_EQ(lw_sym_lookup(s, a, ret, &live), 0);
+			/* A PIE's first page is at file address 0. */
+			uint64_t b = base + live.module_off;
+			ASSERT_EQ(lw_sym_lookup(fs, b, ret, &file), 0);
+			ASSERT_EQ(file.addr, b);
+			ASSERT_EQ(file.flags, live.flags);
+			ASSERT_STREQ(file.func, live.func);
+			ASSERT_EQ(file.func_off, live.func_off);
+			ASSERT_STREQ(file.module, "sym_target");
+			ASSERT_EQ(file.module_off, live.module_off);
+			ASSERT_STREQ(file.file, live.file);
+			ASSERT_EQ(file.line, live.line);
+			lw_sym_format(&live, want, sizeof(want));
+			lw_sym_format(&file, buf, sizeof(buf));
+			ASSERT_STREQ(buf, want);
+		}
+	}
+	lw_sym_close(s);
+	target_stop(&t);
+
+	/* Outside the file's pages: in no mapping at all. */
+	uint64_t end = base + (((uint64_t)st.st_size + 4095) & ~4095ull);
+	uint64_t outside[] = { base - 1, end, end + 0x10000, 0 };
+	for (size_t i = 0; i < sizeof(outside) / sizeof(outside[0]); i++) {
+		ASSERT_EQ(lw_sym_lookup(fs, outside[i], 0, &file), 1);
+		ASSERT_EQ(file.flags, LW_SYM_UNKNOWN);
+		ASSERT_STREQ(file.module, "");
+	}
+	lw_sym_lookup(fs, end - 1, 0, &file);
+	ASSERT(file.flags & LW_SYM_MODULE);
+	/* The first byte as a return address: the call would be before it. */
+	lw_sym_lookup(fs, base, 1, &file);
+	ASSERT_EQ(file.flags, LW_SYM_UNKNOWN);
+	ASSERT_OK(lw_sym_refresh(fs));
+	lw_sym_close(fs);
+
+	/* What cannot be a mapping of a file. */
+	ASSERT_EQ(
+		lw_sym_open_file("/nonexistent/x", base, &fs, why, sizeof(why)),
+		-ENOENT);
+	ASSERT(fs == NULL);
+	ASSERT(strstr(why, "/nonexistent/x") != NULL);
+	ASSERT_EQ(lw_sym_open_file("/", base, &fs, why, sizeof(why)), -EINVAL);
+	ASSERT(strstr(why, "not a regular file") != NULL);
+	ASSERT_EQ(lw_sym_open_file(path, UINT64_MAX - 4096, &fs, why,
+				   sizeof(why)),
+		  -EINVAL);
+	ASSERT(fs == NULL);
 }
 
 /* ---- the perf-map parser ---- */
