@@ -15,7 +15,8 @@
  *   - a table of all mappings, so that an address in no module still says
  *     what it is in ("[anon]", "[heap]", "[stack]").  It and Dwfl's modules
  *     come from one reading of the maps (report_maps), so the two agree.
- *   - the perf map for JIT code (perfmap.c).
+ *   - the perf map for JIT code (perfmap.c);
+ *   - a find_debuginfo that repairs a leak of Dwfl's own.
  *
  * lw_sym_open_file goes the same way from a maps text of one line that it
  * writes itself: one ELF file, no process.
@@ -204,6 +205,27 @@ static int find_elf(Dwfl_Module *mod, void **userdata, const char *name,
 		return -1;
 	}
 	return fd;
+}
+
+/* Dwfl's standard search for separate debug files, with one repair.
+ * elfutils (0.188, and upstream as of 2025) asks for a module's debug file
+ * once for its DWARF and once more for its symbol table while no debug
+ * file has been read, each time into the same slot (mod->debug.name):
+ * when the file it found is not a readable ELF file (a corrupt or foreign
+ * NAME.debug next to a file, which anyone who writes there can put), the
+ * second answer overwrites the first name, which is never freed.  The
+ * slot is the callback's to fill and Dwfl's to free, so a name still in
+ * it on entry is that stale one; found by fuzz/elf.c. */
+static int find_debuginfo(Dwfl_Module *mod, void **userdata,
+			  const char *modname, Dwarf_Addr base,
+			  const char *file_name, const char *debuglink_file,
+			  GElf_Word debuglink_crc, char **debuginfo_file_name)
+{
+	free(*debuginfo_file_name);
+	*debuginfo_file_name = NULL;
+	return dwfl_standard_find_debuginfo(mod, userdata, modname, base,
+					    file_name, debuglink_file,
+					    debuglink_crc, debuginfo_file_name);
 }
 
 /* Point every module's userdata at s, for find_elf. */
@@ -492,7 +514,7 @@ static int sym_new(pid_t pid, int root_fd, const char *root, lw_sym_t **out)
 		goto nomem;
 	}
 	s->cb.find_elf = find_elf;
-	s->cb.find_debuginfo = dwfl_standard_find_debuginfo;
+	s->cb.find_debuginfo = find_debuginfo;
 	s->cb.debuginfo_path = &s->debuginfo_path;
 	s->dwfl = dwfl_begin(&s->cb);
 	if (s->dwfl == NULL)

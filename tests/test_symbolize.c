@@ -4,6 +4,7 @@
 #include "perfmap.h"
 #include "symbolize.h"
 
+#include <elf.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
@@ -567,6 +568,50 @@ TEST(sym_file_matches_live)
 				   sizeof(why)),
 		  -EINVAL);
 	ASSERT(fs == NULL);
+}
+
+/* An ELF file with neither symbols nor DWARF, and next to it a NAME.debug
+ * that is no ELF file: Dwfl looks for it twice (for DWARF, for symbols),
+ * and the name of the first find must not leak (the ASan suite checks;
+ * fuzz/corpus/elf/crash-leak-debug-name is the fuzzer's find). */
+TEST(sym_file_bad_debug_file)
+{
+	char dir[] = "/tmp/lw-symdbg-XXXXXX", path[64], dbg[64], why[256];
+	Elf64_Ehdr eh;
+	lw_sym_frame_t f;
+	lw_sym_t *s = NULL;
+
+	ASSERT(mkdtemp(dir) != NULL);
+	snprintf(path, sizeof(path), "%s/lib.so", dir);
+	snprintf(dbg, sizeof(dbg), "%s/lib.so.debug", dir);
+	memset(&eh, 0, sizeof(eh));
+	memcpy(eh.e_ident, ELFMAG, SELFMAG);
+	eh.e_ident[EI_CLASS] = ELFCLASS64;
+	eh.e_ident[EI_DATA] = ELFDATA2LSB;
+	eh.e_ident[EI_VERSION] = EV_CURRENT;
+	eh.e_type = ET_DYN;
+	eh.e_machine = EM_X86_64;
+	eh.e_version = EV_CURRENT;
+	eh.e_ehsize = sizeof(eh);
+	FILE *fp = fopen(path, "w");
+	ASSERT(fp != NULL);
+	ASSERT_EQ(fwrite(&eh, sizeof(eh), 1, fp), 1);
+	ASSERT_OK(fclose(fp));
+	fp = fopen(dbg, "w");
+	ASSERT(fp != NULL);
+	ASSERT_EQ(fwrite("\0\0", 2, 1, fp), 1);
+	ASSERT_OK(fclose(fp));
+
+	ASSERT_OK(lw_sym_open_file(path, 0x10000, &s, why, sizeof(why)));
+	lw_sym_preload(s);
+	ASSERT_EQ(lw_sym_lookup(s, 0x10010, 0, &f), 1);
+	ASSERT_EQ(f.flags, LW_SYM_MODULE);
+	ASSERT_STREQ(f.module, "lib.so");
+	ASSERT_EQ(f.module_off, 0x10);
+	lw_sym_close(s);
+	ASSERT_OK(unlink(dbg));
+	ASSERT_OK(unlink(path));
+	ASSERT_OK(rmdir(dir));
 }
 
 /* ---- the perf-map parser ---- */
