@@ -64,36 +64,19 @@ static void check_item(const lw_rec_item_t *it)
 		for (uint32_t i = 0; i < it->u.kevent.nframes; i++)
 			check_str(it->u.kevent.frames[i]);
 		break;
+	case LW_REC_BLOCKING:
+		check_str(it->u.blocking.syscall);
+		if (it->u.blocking.nframes > LW_REC_FRAMES_MAX)
+			abort();
+		for (uint32_t i = 0; i < it->u.blocking.nframes; i++)
+			check_str(it->u.blocking.frames[i]);
+		break;
 	case LW_REC_CALLBACK:
 	case LW_REC_COUNTERS:
 	case LW_REC_END:
 		break;
 	default:
 		abort(); /* unknown types are skipped, never returned */
-	}
-}
-
-/* Write one item again; the header was written at open. */
-static void rewrite(lw_rec_writer_t *w, const lw_rec_item_t *it)
-{
-	switch (it->type) {
-	case LW_REC_LOOP:
-		lw_rec_write_loop(w, &it->u.loop);
-		break;
-	case LW_REC_SITE:
-		lw_rec_write_site(w, &it->u.site);
-		break;
-	case LW_REC_CALLBACK:
-		lw_rec_write_callback(w, &it->u.callback);
-		break;
-	case LW_REC_KEVENT:
-		lw_rec_write_kevent(w, &it->u.kevent);
-		break;
-	case LW_REC_COUNTERS:
-		lw_rec_write_counters(w, &it->u.counters);
-		break;
-	default:
-		break;
 	}
 }
 
@@ -133,6 +116,22 @@ static void same(const lw_rec_item_t *a, const lw_rec_item_t *b)
 		if (a->u.counters.busy_ns != b->u.counters.busy_ns)
 			abort();
 		break;
+	case LW_REC_BLOCKING:
+		if (a->u.blocking.loop_id != b->u.blocking.loop_id ||
+		    a->u.blocking.site_id != b->u.blocking.site_id ||
+		    a->u.blocking.nr != b->u.blocking.nr ||
+		    a->u.blocking.fd_kind != b->u.blocking.fd_kind ||
+		    a->u.blocking.calls != b->u.blocking.calls ||
+		    a->u.blocking.total_ns != b->u.blocking.total_ns ||
+		    a->u.blocking.max_ns != b->u.blocking.max_ns ||
+		    a->u.blocking.nframes != b->u.blocking.nframes ||
+		    strcmp(a->u.blocking.syscall, b->u.blocking.syscall) != 0)
+			abort();
+		for (uint32_t i = 0; i < a->u.blocking.nframes; i++)
+			if (strcmp(a->u.blocking.frames[i],
+				   b->u.blocking.frames[i]) != 0)
+				abort();
+		break;
 	default:
 		break;
 	}
@@ -168,8 +167,8 @@ static void check_recording(const uint8_t *data, size_t size)
 		last = it.offset;
 		if (n == 0 && fd >= 0)
 			w = lw_rec_open_fd(dup(fd), &it.u.header, 0, NULL, 0);
-		else if (w != NULL)
-			rewrite(w, &it);
+		else if (w != NULL && it.type != LW_REC_END)
+			lw_rec_write_item(w, &it); /* the header went at open */
 		n++;
 	}
 	if (ret == -1) {
