@@ -1,19 +1,25 @@
 /*
  * symbolize.c - addresses of a live process to names (see symbolize.h).
  *
- * Dwfl does the hard parts: dwfl_linux_proc_report turns /proc/PID/maps into
- * modules, each module's load bias comes from comparing its ELF program
- * headers with where it is mapped, and dwfl_standard_find_debuginfo finds
- * separate debug files.  What this file adds:
+ * Dwfl does the hard parts: dwfl_linux_proc_maps_report turns the text of
+ * /proc/PID/maps into modules, each module's load bias comes from comparing
+ * its ELF program headers with where it is mapped, and
+ * dwfl_standard_find_debuginfo finds separate debug files.  What this file
+ * adds:
  *
  *   - its own find_elf.  Dwfl's default opens the path from the maps file on
  *     the host, which is the wrong file (or none) for a process in another
  *     mount namespace.  Ours opens it under /proc/PID/root.  Dwfl gives
  *     find_elf no handle back to us, so every module's userdata slot points
  *     at its lw_sym_t, set right after each report.
- *   - a table of all mappings, read alongside, so that an address in no
- *     module still says what it is in ("[anon]", "[heap]", "[stack]");
- *   - the perf map for JIT code (perfmap.c).
+ *   - a table of all mappings, so that an address in no module still says
+ *     what it is in ("[anon]", "[heap]", "[stack]").  It and Dwfl's modules
+ *     come from one reading of the maps (report_maps), so the two agree.
+ *   - the perf map for JIT code (perfmap.c);
+ *   - a find_debuginfo that repairs a leak of Dwfl's own.
+ *
+ * lw_sym_open_file goes the same way from a maps text of one line that it
+ * writes itself: one ELF file, no process.
  */
 #include "symbolize.h"
 #include "text.h"
@@ -34,6 +40,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 /* /proc/PID/maps is read whole; a process with more than this much of it
@@ -60,8 +67,11 @@ struct mapping {
 };
 
 struct lw_sym {
-	pid_t pid;
-	int root_fd; /* /proc/PID/root, O_PATH */
+	pid_t pid; /* 0 for lw_sym_open_file: no process */
+	int root_fd; /* /proc/PID/root (or / without a process), O_PATH */
+	/* The same root as a path prefix: "/proc/PID/root", or "" for the
+	 * host's own root. */
+	char root[32];
 	Dwfl *dwfl;
 	/* Dwfl keeps pointers to both for its whole life. */
 	Dwfl_Callbacks cb;
@@ -105,7 +115,7 @@ static int open_in_root(const lw_sym_t *s, const char *path, int flags)
 	if (fd >= 0 || (errno != ENOSYS && errno != EPERM))
 		return fd;
 	/* Kernels before 5.6 (and seccomp filters that refuse openat2). */
-	if (snprintf(buf, sizeof(buf), "/proc/%d/root/%s", (int)s->pid, path) >=
+	if (snprintf(buf, sizeof(buf), "%s/%s", s->root, path) >=
 	    (int)sizeof(buf)) {
 		errno = ENAMETOOLONG;
 		return -1;
@@ -171,7 +181,9 @@ static int find_elf(Dwfl_Module *mod, void **userdata, const char *name,
 	if (s == NULL || name[0] != '/')
 		return dwfl_linux_proc_find_elf(mod, userdata, name, base,
 						file_name, elfp);
-	if (n > sizeof(deleted) - 1 &&
+	/* Only the kernel writes " (deleted)" after a name; a file of
+	 * lw_sym_open_file may well end so. */
+	if (s->pid > 0 && n > sizeof(deleted) - 1 &&
 	    strcmp(name + n - (sizeof(deleted) - 1), deleted) == 0)
 		return open_map_file(s, base, file_name);
 
@@ -180,13 +192,34 @@ static int find_elf(Dwfl_Module *mod, void **userdata, const char *name,
 		return -1;
 	/* Dwfl looks for debuglink files next to this name, and shows it in
 	 * its messages. */
-	snprintf(buf, sizeof(buf), "/proc/%d/root%s", (int)s->pid, name);
+	snprintf(buf, sizeof(buf), "%s%s", s->root, name);
 	*file_name = strdup(buf);
 	if (*file_name == NULL) {
 		close(fd);
 		return -1;
 	}
 	return fd;
+}
+
+/* Dwfl's standard search for separate debug files, with one repair.
+ * elfutils (0.188, and upstream as of 2025) asks for a module's debug file
+ * once for its DWARF and once more for its symbol table while no debug
+ * file has been read, each time into the same slot (mod->debug.name):
+ * when the file it found is not a readable ELF file (a corrupt or foreign
+ * NAME.debug next to a file, which anyone who writes there can put), the
+ * second answer overwrites the first name, which is never freed.  The
+ * slot is the callback's to fill and Dwfl's to free, so a name still in
+ * it on entry is that stale one; found by fuzz/elf.c. */
+static int find_debuginfo(Dwfl_Module *mod, void **userdata,
+			  const char *modname, Dwarf_Addr base,
+			  const char *file_name, const char *debuglink_file,
+			  GElf_Word debuglink_crc, char **debuginfo_file_name)
+{
+	free(*debuginfo_file_name);
+	*debuginfo_file_name = NULL;
+	return dwfl_standard_find_debuginfo(mod, userdata, modname, base,
+					    file_name, debuglink_file,
+					    debuglink_crc, debuginfo_file_name);
 }
 
 /* Point every module's userdata at s, for find_elf. */
@@ -248,19 +281,15 @@ fail:
 	return err;
 }
 
-/* Parse /proc/PID/maps into s->maps. */
-static int read_maps(lw_sym_t *s)
+/* Parse a maps text (NUL-terminated; cut into lines in place) into a new
+ * table of mappings.  0 or -ENOMEM. */
+static int parse_maps(char *text, struct mapping **out, size_t *nout)
 {
-	char path[64], *buf = NULL, *line, *save = NULL;
+	char *line, *save = NULL;
 	struct mapping *maps = NULL;
-	size_t len = 0, n = 0, cap = 0;
-	int rc;
+	size_t n = 0, cap = 0;
 
-	snprintf(path, sizeof(path), "/proc/%d/maps", (int)s->pid);
-	rc = read_proc_file(path, MAPS_MAX, &buf, &len);
-	if (rc < 0)
-		return rc;
-	for (line = strtok_r(buf, "\n", &save); line != NULL;
+	for (line = strtok_r(text, "\n", &save); line != NULL;
 	     line = strtok_r(NULL, "\n", &save)) {
 		uint64_t start, end;
 		int name_at = 0;
@@ -274,7 +303,6 @@ static int read_maps(lw_sym_t *s)
 			struct mapping *nm = realloc(maps, cap * sizeof(*maps));
 			if (nm == NULL) {
 				free(maps);
-				free(buf);
 				return -ENOMEM;
 			}
 			maps = nm;
@@ -291,10 +319,8 @@ static int read_maps(lw_sym_t *s)
 		else
 			copy_clean(m->name, sizeof(m->name), base_name(name));
 	}
-	free(buf);
-	free(s->maps);
-	s->maps = maps;
-	s->nmaps = n;
+	*out = maps;
+	*nout = n;
 	return 0;
 }
 
@@ -386,19 +412,112 @@ out:
 	close(fd);
 }
 
-/* Report the modules of /proc/PID/maps to Dwfl: 0 or a negative errno. */
-static int report(lw_sym_t *s)
+/* Give Dwfl the modules of a maps text (the format of /proc/PID/maps, len
+ * bytes, NUL-terminated; consumed) and keep its table of mappings, both
+ * from the same text so that they agree.  Dwfl's own parser of that format
+ * (dwfl_linux_proc_maps_report, which dwfl_linux_proc_report runs on the
+ * file) makes one module of each file's run of mappings.  The vDSO, which
+ * is no file, is reported as dwfl_linux_proc_report does it, by a name
+ * Dwfl's find_elf reads from the process's memory.  0 or a negative errno
+ * (-EIO: Dwfl refused the text, dwfl_errmsg says why). */
+static int report_maps(lw_sym_t *s, char *text, size_t len)
 {
-	int rc;
+	struct mapping *maps = NULL;
+	size_t nmaps = 0;
+	FILE *f = NULL;
+	int rc = 0;
 
+	/* A text cut short (MAPS_MAX) ends in a partial line, which Dwfl's
+	 * parser would refuse whole. */
+	while (len > 0 && text[len - 1] != '\n')
+		text[--len] = '\0';
+	if (len > 0) {
+		f = fmemopen(text, len, "r");
+		if (f == NULL)
+			return -errno;
+	}
 	dwfl_report_begin(s->dwfl);
-	rc = dwfl_linux_proc_report(s->dwfl, s->pid);
+	if (f != NULL) {
+		rc = dwfl_linux_proc_maps_report(s->dwfl, f);
+		fclose(f);
+	}
+	if (rc == 0)
+		rc = parse_maps(text, &maps, &nmaps);
+	for (size_t i = 0; rc == 0 && s->pid > 0 && i < nmaps; i++) {
+		char vdso[32];
+		if (strcmp(maps[i].name, "[vdso]") != 0)
+			continue;
+		snprintf(vdso, sizeof(vdso), "[vdso: %d]", (int)s->pid);
+		if (dwfl_report_module(s->dwfl, vdso, maps[i].start,
+				       maps[i].end) == NULL)
+			rc = -1;
+	}
 	if (dwfl_report_end(s->dwfl, NULL, NULL) != 0 && rc == 0)
 		rc = -1;
-	if (rc != 0)
-		return rc > 0 ? (rc == ENOENT ? -ESRCH : -rc) : -EIO;
+	if (rc != 0) {
+		free(maps);
+		return rc > 0 ? -rc : rc == -ENOMEM ? rc : -EIO;
+	}
 	dwfl_getmodules(s->dwfl, set_userdata, s, 0);
+	free(s->maps);
+	s->maps = maps;
+	s->nmaps = nmaps;
 	return 0;
+}
+
+/* Read /proc/PID/maps and report it: 0 or a negative errno (-ESRCH: the
+ * process has exited). */
+static int read_maps(lw_sym_t *s)
+{
+	char path[64], *buf = NULL;
+	size_t len = 0;
+	int rc;
+
+	snprintf(path, sizeof(path), "/proc/%d/maps", (int)s->pid);
+	rc = read_proc_file(path, MAPS_MAX, &buf, &len);
+	if (rc == -ENOENT)
+		rc = -ESRCH;
+	if (rc == 0)
+		rc = report_maps(s, buf, len);
+	free(buf);
+	return rc;
+}
+
+/* A symbolizer with no modules yet, whose files are opened inside root_fd
+ * (taken over), and root, that root as a path prefix. */
+static int sym_new(pid_t pid, int root_fd, const char *root, lw_sym_t **out)
+{
+	lw_sym_t *s = calloc(1, sizeof(*s));
+
+	*out = NULL;
+	if (s == NULL) {
+		close(root_fd);
+		return -ENOMEM;
+	}
+	s->pid = pid;
+	s->root_fd = root_fd;
+	snprintf(s->root, sizeof(s->root), "%s", root);
+	/* Separate debug files: Dwfl's default places (next to the file, in
+	 * .debug/ there, in /usr/lib/debug by build-id or path) and, for a
+	 * process, the target's own /usr/lib/debug, for a container that
+	 * ships them. */
+	if (asprintf(&s->debuginfo_path, ":.debug:/usr/lib/debug%s%s%s",
+		     root[0] ? ":" : "", root,
+		     root[0] ? "/usr/lib/debug" : "") < 0) {
+		s->debuginfo_path = NULL;
+		goto nomem;
+	}
+	s->cb.find_elf = find_elf;
+	s->cb.find_debuginfo = find_debuginfo;
+	s->cb.debuginfo_path = &s->debuginfo_path;
+	s->dwfl = dwfl_begin(&s->cb);
+	if (s->dwfl == NULL)
+		goto nomem;
+	*out = s;
+	return 0;
+nomem:
+	lw_sym_close(s);
+	return -ENOMEM;
 }
 
 int lw_sym_open(pid_t pid, lw_sym_t **out, char *why, size_t whylen)
@@ -406,7 +525,7 @@ int lw_sym_open(pid_t pid, lw_sym_t **out, char *why, size_t whylen)
 	char path[64];
 	uint64_t start_time;
 	lw_sym_t *s;
-	int rc;
+	int rc, root_fd;
 
 	*out = NULL;
 	if (pid <= 0) {
@@ -422,34 +541,19 @@ int lw_sym_open(pid_t pid, lw_sym_t **out, char *why, size_t whylen)
 		return rc;
 	}
 
-	s = calloc(1, sizeof(*s));
-	if (s == NULL)
-		goto nomem;
-	s->pid = pid;
-	s->root_fd = -1;
 	snprintf(path, sizeof(path), "/proc/%d/root", (int)pid);
-	s->root_fd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
-	if (s->root_fd < 0) {
+	root_fd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (root_fd < 0) {
 		rc = errno == ENOENT ? -ESRCH : -errno;
 		lw_why(why, whylen, "cannot open %s: %s%s", path, strerror(-rc),
 		       rc == -EACCES ? " (run as root or as its user)" : "");
-		free(s);
 		return rc;
 	}
-	/* Separate debug files: Dwfl's default places (next to the file, in
-	 * .debug/ there, in /usr/lib/debug by build-id or path) and the
-	 * target's own /usr/lib/debug, for a container that ships them. */
-	if (asprintf(&s->debuginfo_path,
-		     ":.debug:/usr/lib/debug:%s/usr/lib/debug", path) < 0) {
-		s->debuginfo_path = NULL;
-		goto nomem;
+	rc = sym_new(pid, root_fd, path, &s);
+	if (rc < 0) {
+		lw_why(why, whylen, "out of memory");
+		return rc;
 	}
-	s->cb.find_elf = find_elf;
-	s->cb.find_debuginfo = dwfl_standard_find_debuginfo;
-	s->cb.debuginfo_path = &s->debuginfo_path;
-	s->dwfl = dwfl_begin(&s->cb);
-	if (s->dwfl == NULL)
-		goto nomem;
 
 	rc = read_maps(s);
 	if (rc == 0 && s->nmaps == 0) {
@@ -460,8 +564,6 @@ int lw_sym_open(pid_t pid, lw_sym_t **out, char *why, size_t whylen)
 		lw_sym_close(s);
 		return -ENOENT;
 	}
-	if (rc == 0)
-		rc = report(s);
 	if (rc < 0) {
 		lw_why(why, whylen, "cannot read /proc/%d/maps: %s", (int)pid,
 		       rc == -ESRCH ? "the process has exited"
@@ -473,23 +575,90 @@ int lw_sym_open(pid_t pid, lw_sym_t **out, char *why, size_t whylen)
 	load_perfmap(s);
 	*out = s;
 	return 0;
-nomem:
-	lw_why(why, whylen, "out of memory");
-	lw_sym_close(s);
-	return -ENOMEM;
+}
+
+int lw_sym_open_file(const char *path, uint64_t base, lw_sym_t **out, char *why,
+		     size_t whylen)
+{
+	char *abs = NULL, *line = NULL;
+	struct stat st;
+	lw_sym_t *s = NULL;
+	int rc, root_fd, n;
+
+	*out = NULL;
+	/* A maps line names a file by its absolute path, and ends at a
+	 * newline (the kernel writes one in a name as "\012"). */
+	abs = realpath(path, NULL);
+	if (abs == NULL || stat(abs, &st) < 0) {
+		rc = -errno;
+		lw_why(why, whylen, "cannot open %s: %s", path, strerror(-rc));
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode) || strchr(abs, '\n') != NULL) {
+		rc = -EINVAL;
+		lw_why(why, whylen, "cannot read %s: %s", path,
+		       S_ISREG(st.st_mode) ? "a newline in its path"
+					   : "not a regular file");
+		goto out;
+	}
+	uint64_t span = ((uint64_t)st.st_size + 4095) & ~(uint64_t)4095;
+	if (span == 0)
+		span = 4096;
+	if (base > UINT64_MAX - span) {
+		rc = -EINVAL;
+		lw_why(why, whylen,
+		       "cannot map %s at 0x%" PRIx64 ": it would end past 2^64",
+		       path, base);
+		goto out;
+	}
+	root_fd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (root_fd < 0) {
+		rc = -errno;
+		lw_why(why, whylen, "cannot open /: %s", strerror(-rc));
+		goto out;
+	}
+	rc = sym_new(0, root_fd, "", &s);
+	if (rc < 0) {
+		lw_why(why, whylen, "out of memory");
+		goto out;
+	}
+	/* The line /proc/PID/maps would hold: Dwfl's parser needs a device
+	 * or an inode to take it for a file. */
+	n = asprintf(&line,
+		     "%" PRIx64 "-%" PRIx64 " r-xp 00000000 %x:%x %llu %s\n",
+		     base, base + span, major(st.st_dev), minor(st.st_dev),
+		     (unsigned long long)st.st_ino, abs);
+	if (n < 0) {
+		line = NULL;
+		rc = -ENOMEM;
+		lw_why(why, whylen, "out of memory");
+		goto out;
+	}
+	rc = report_maps(s, line, (size_t)n);
+	if (rc < 0)
+		lw_why(why, whylen, "cannot report %s to elfutils: %s", path,
+		       rc == -EIO ? dwfl_errmsg(-1) : strerror(-rc));
+out:
+	free(abs);
+	free(line);
+	if (rc < 0) {
+		lw_sym_close(s);
+		return rc;
+	}
+	*out = s;
+	return 0;
 }
 
 int lw_sym_refresh(lw_sym_t *s)
 {
-	int rc = read_maps(s);
+	int rc = 0;
 
 	/* Modules and perf-map entries may have come and gone. */
 	free(s->cache);
 	s->cache = NULL;
-	if (rc == -ENOENT)
-		rc = -ESRCH;
-	if (rc == 0)
-		rc = report(s);
+	if (s->pid == 0)
+		return 0; /* one file, which has no maps to read again */
+	rc = read_maps(s);
 	if (rc == 0)
 		load_perfmap(s);
 	return rc;

@@ -71,8 +71,24 @@ typedef struct lw_sym_frame {
  * thread), -ENOMEM. */
 int lw_sym_open(pid_t pid, lw_sym_t **out, char *why, size_t whylen);
 
+/* One ELF file that no process has mapped, named as if it were mapped
+ * whole, in one mapping of its size rounded up to pages, at base (where
+ * the dynamic loader would put its first page; for a non-PIE executable,
+ * its link address).  From there on it is the live path: the mapping is
+ * a line of the maps format that goes through the same report to Dwfl,
+ * the file is opened and its debug files searched for (build-id,
+ * .gnu_debuglink, next to it and in /usr/lib/debug) as for a module of a
+ * process, and lw_sym_lookup answers the same way; an address outside
+ * [base, base + size) is "[unknown]".  There is no perf map.  For tests,
+ * the fuzz target of malformed ELF files (fuzz/elf.c), and addresses in
+ * files that are not running.  -ENOENT, -EACCES, -EINVAL (not a regular
+ * file, a newline in its path, or base + size past 2^64), -ENOMEM. */
+int lw_sym_open_file(const char *path, uint64_t base, lw_sym_t **out, char *why,
+		     size_t whylen);
+
 /* Read the mappings again (libraries dlopen'd or closed since) and the
- * perf map if it changed.  0 or a negative errno (-ESRCH: gone). */
+ * perf map if it changed.  0 or a negative errno (-ESRCH: gone).  For
+ * lw_sym_open_file's, only forgets the addresses looked up. */
 int lw_sym_refresh(lw_sym_t *s);
 
 /* Name addr.  With is_return_addr (every frame of a stack but the first:

@@ -4,9 +4,11 @@
 #include "perfmap.h"
 #include "symbolize.h"
 
+#include <elf.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/auxv.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -467,6 +469,149 @@ TEST(sym_target_exited)
 	ASSERT_EQ(lw_sym_refresh(s), -ESRCH);
 	lw_sym_close(s);
 	lw_sym_close(NULL);
+}
+
+/* The vDSO is a module of its own, named from the process's memory. */
+TEST(sym_vdso)
+{
+	uint64_t vdso = (uint64_t)getauxval(AT_SYSINFO_EHDR);
+	char why[256] = "";
+	lw_sym_frame_t f;
+	lw_sym_t *s = NULL;
+	int named = 0;
+
+	if (vdso == 0)
+		SKIP("no vDSO");
+	ASSERT_OK(lw_sym_open(getpid(), &s, why, sizeof(why)));
+	lw_sym_lookup(s, vdso, 0, &f);
+	ASSERT(f.flags & LW_SYM_MODULE);
+	ASSERT(!(f.flags & LW_SYM_UNKNOWN));
+	ASSERT_STREQ(f.module, "[vdso]");
+	/* Its functions have names (a vDSO is a page or two). */
+	for (uint64_t off = 0; off < 2 * 4096; off += 8) {
+		if (lw_sym_lookup(s, vdso + off, 0, &f) == 0 &&
+		    strcmp(f.module, "[vdso]") == 0 &&
+		    (strstr(f.func, "clock_gettime") != NULL ||
+		     strstr(f.func, "gettimeofday") != NULL))
+			named++;
+	}
+	ASSERT_GT(named, 0);
+	lw_sym_close(s);
+}
+
+/* A file that no process runs, at a base of our choosing, names the same
+ * addresses as the running process does at its own base. */
+TEST(sym_file_matches_live)
+{
+	const char *path = lwt_build_path("tests/progs/sym_target");
+	const uint64_t base = 0x100000000ull;
+	char why[256] = "", buf[600], want[600];
+	struct target t;
+	lw_sym_frame_t live, file;
+	lw_sym_t *fs = NULL;
+	struct stat st;
+
+	target_start(&t, "noperfmap");
+	lw_sym_t *s = open_sym(t.pid);
+	ASSERT_OK(stat(path, &st));
+	ASSERT_OK(lw_sym_open_file(path, base, &fs, why, sizeof(why)));
+	ASSERT(fs != NULL);
+
+	for (int i = 0; i < t.nfn; i++) {
+		for (int ret = 0; ret < 2; ret++) {
+			uint64_t a = t.fn[i].addr + 4;
+			ASSERT_EQ(lw_sym_lookup(s, a, ret, &live), 0);
+			/* A PIE's first page is at file address 0. */
+			uint64_t b = base + live.module_off;
+			ASSERT_EQ(lw_sym_lookup(fs, b, ret, &file), 0);
+			ASSERT_EQ(file.addr, b);
+			ASSERT_EQ(file.flags, live.flags);
+			ASSERT_STREQ(file.func, live.func);
+			ASSERT_EQ(file.func_off, live.func_off);
+			ASSERT_STREQ(file.module, "sym_target");
+			ASSERT_EQ(file.module_off, live.module_off);
+			ASSERT_STREQ(file.file, live.file);
+			ASSERT_EQ(file.line, live.line);
+			lw_sym_format(&live, want, sizeof(want));
+			lw_sym_format(&file, buf, sizeof(buf));
+			ASSERT_STREQ(buf, want);
+		}
+	}
+	lw_sym_close(s);
+	target_stop(&t);
+
+	/* Outside the file's pages: in no mapping at all. */
+	uint64_t end = base + (((uint64_t)st.st_size + 4095) & ~4095ull);
+	uint64_t outside[] = { base - 1, end, end + 0x10000, 0 };
+	for (size_t i = 0; i < sizeof(outside) / sizeof(outside[0]); i++) {
+		ASSERT_EQ(lw_sym_lookup(fs, outside[i], 0, &file), 1);
+		ASSERT_EQ(file.flags, LW_SYM_UNKNOWN);
+		ASSERT_STREQ(file.module, "");
+	}
+	lw_sym_lookup(fs, end - 1, 0, &file);
+	ASSERT(file.flags & LW_SYM_MODULE);
+	/* The first byte as a return address: the call would be before it. */
+	lw_sym_lookup(fs, base, 1, &file);
+	ASSERT_EQ(file.flags, LW_SYM_UNKNOWN);
+	ASSERT_OK(lw_sym_refresh(fs));
+	lw_sym_close(fs);
+
+	/* What cannot be a mapping of a file. */
+	ASSERT_EQ(
+		lw_sym_open_file("/nonexistent/x", base, &fs, why, sizeof(why)),
+		-ENOENT);
+	ASSERT(fs == NULL);
+	ASSERT(strstr(why, "/nonexistent/x") != NULL);
+	ASSERT_EQ(lw_sym_open_file("/", base, &fs, why, sizeof(why)), -EINVAL);
+	ASSERT(strstr(why, "not a regular file") != NULL);
+	ASSERT_EQ(lw_sym_open_file(path, UINT64_MAX - 4096, &fs, why,
+				   sizeof(why)),
+		  -EINVAL);
+	ASSERT(fs == NULL);
+}
+
+/* An ELF file with neither symbols nor DWARF, and next to it a NAME.debug
+ * that is no ELF file: Dwfl looks for it twice (for DWARF, for symbols),
+ * and the name of the first find must not leak (the ASan suite checks;
+ * fuzz/corpus/elf/crash-leak-debug-name is the fuzzer's find). */
+TEST(sym_file_bad_debug_file)
+{
+	char dir[] = "/tmp/lw-symdbg-XXXXXX", path[64], dbg[64], why[256];
+	Elf64_Ehdr eh;
+	lw_sym_frame_t f;
+	lw_sym_t *s = NULL;
+
+	ASSERT(mkdtemp(dir) != NULL);
+	snprintf(path, sizeof(path), "%s/lib.so", dir);
+	snprintf(dbg, sizeof(dbg), "%s/lib.so.debug", dir);
+	memset(&eh, 0, sizeof(eh));
+	memcpy(eh.e_ident, ELFMAG, SELFMAG);
+	eh.e_ident[EI_CLASS] = ELFCLASS64;
+	eh.e_ident[EI_DATA] = ELFDATA2LSB;
+	eh.e_ident[EI_VERSION] = EV_CURRENT;
+	eh.e_type = ET_DYN;
+	eh.e_machine = EM_X86_64;
+	eh.e_version = EV_CURRENT;
+	eh.e_ehsize = sizeof(eh);
+	FILE *fp = fopen(path, "w");
+	ASSERT(fp != NULL);
+	ASSERT_EQ(fwrite(&eh, sizeof(eh), 1, fp), 1);
+	ASSERT_OK(fclose(fp));
+	fp = fopen(dbg, "w");
+	ASSERT(fp != NULL);
+	ASSERT_EQ(fwrite("\0\0", 2, 1, fp), 1);
+	ASSERT_OK(fclose(fp));
+
+	ASSERT_OK(lw_sym_open_file(path, 0x10000, &s, why, sizeof(why)));
+	lw_sym_preload(s);
+	ASSERT_EQ(lw_sym_lookup(s, 0x10010, 0, &f), 1);
+	ASSERT_EQ(f.flags, LW_SYM_MODULE);
+	ASSERT_STREQ(f.module, "lib.so");
+	ASSERT_EQ(f.module_off, 0x10);
+	lw_sym_close(s);
+	ASSERT_OK(unlink(dbg));
+	ASSERT_OK(unlink(path));
+	ASSERT_OK(rmdir(dir));
 }
 
 /* ---- the perf-map parser ---- */
