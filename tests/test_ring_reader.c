@@ -1164,7 +1164,8 @@ TEST_T(rr_cli_dump, 60)
 	ASSERT(strstr(out, " timer ") != NULL);
 	ASSERT(strstr(out, "late ") != NULL);
 
-	/* The target exits while we watch: one line, exit 0. */
+	/* The target is killed while we watch: one line that says so, exit
+	 * 0. */
 	if (fork() == 0) {
 		usleep(300 * 1000);
 		kill(pid, SIGKILL);
@@ -1172,7 +1173,10 @@ TEST_T(rr_cli_dump, 60)
 	}
 	const char *watch[] = { "dump", pidbuf, NULL };
 	ASSERT_EQ(run_loopwatch(out, sizeof(out), watch), 0);
-	ASSERT(strstr(out, "exited") != NULL);
+	char killed[64];
+	snprintf(killed, sizeof(killed),
+		 "\nloopwatch: process %d was killed by SIGKILL", (int)pid);
+	ASSERT(strstr(out, killed) != NULL);
 	waitpid(pid, NULL, 0);
 
 	/* Cannot attach: a dead pid, a process without rings, bad usage. */
