@@ -69,11 +69,19 @@ struct lw_attach_opts {
 	lw_model_t **model_out;
 	/* A live viewer; with it, nothing is printed but errors. */
 	const struct lw_attach_viewer *viewer;
+	/* When the watch ends with the process (it exited or was killed,
+	 * exec'd, or its PID was reused: fate.h), the line that said so is
+	 * copied here, without "loopwatch: "; left alone otherwise. */
+	char *fate;
+	size_t fate_len;
 };
 
-/* Run until the duration elapses, SIGINT or SIGTERM, or the process exits;
- * returns the exit status: 0, or 2 when it cannot attach or write the
- * recording (the reason on stderr). */
+/* Run until the duration elapses, SIGINT or SIGTERM, or the process ends
+ * (exits, is killed, execs another program, or is gone with its PID taken
+ * by another: one line says which, and the summary keeps everything read
+ * until then, its rings read to their last record); returns the exit
+ * status: 0, also when the process ended, or 2 when it cannot attach or
+ * write the recording (the reason on stderr). */
 int lw_attach_run(const struct lw_attach_opts *o);
 
 #endif /* LW_ATTACH_H */

@@ -31,6 +31,7 @@
 #include "bpf_snap.h"
 
 #include "check.h"
+#include "fate.h"
 #include "join.h"
 #include "json.h"
 #include "kevent.h"
@@ -126,6 +127,7 @@ struct state {
 	FILE *say; /* status lines: the report, or stderr beside JSON */
 	FILE *ev; /* slow callbacks as they come; NULL: not told */
 	lw_rr_proc_t *p;
+	lw_fate_t *fate; /* what becomes of the process */
 	struct lw_bpf *bpf; /* NULL: rings alone */
 	lw_snap_t *snap; /* stacks of stuck threads; NULL: none */
 	int snap_tried;
@@ -918,6 +920,10 @@ static void drain(struct state *st, int final)
 		if (!final) {
 			expire(st, l, lw_now_ns(), GRACE_NS, running, NULL, 0);
 		} else {
+			/* A callback that never ended (the process died or
+			 * exec'd in it) has no record, but the events and
+			 * blocking calls inside it name its site. */
+			emit_site(st, l, running_site);
 			expire(st, l, UINT64_MAX, 0, running, NULL, 0);
 			expire(st, l, UINT64_MAX, 0, 0,
 			       "in a callback still running", running_site);
@@ -1428,6 +1434,11 @@ int lw_attach_run(const struct lw_attach_opts *o)
 		free(st);
 		return cannot_attach(o->pid, r, why);
 	}
+	st->fate = lw_fate_new(st->p);
+	if (st->fate == NULL) {
+		fprintf(stderr, "loopwatch: cannot allocate memory\n");
+		exit(EXIT_USAGE);
+	}
 	st->bpf = open_probes(st);
 	if (st->p->nrings == 0)
 		snprintf(rings_why, sizeof(rings_why), "%s",
@@ -1543,17 +1554,20 @@ int lw_attach_run(const struct lw_attach_opts *o)
 	uint64_t t0 = lw_now_ns(), next_alive = t0, next_counters = t0;
 	uint64_t next_summary = o->interval_ns ? t0 + o->interval_ns : 0;
 	uint64_t next_blocking = t0 + BLOCKING_NS, next_progress = t0;
-	int exited = 0;
+	lw_fate_end_t fate = LW_FATE_ALIVE;
 	emit_counters(st, t0);
 	while (!stop_signal) {
 		uint64_t now = lw_now_ns();
 		if (o->duration_ns && now - t0 >= o->duration_ns)
 			break;
-		if (now >= next_alive) {
-			if (!lw_rr_proc_alive(st->p)) {
-				exited = 1;
-				break;
-			}
+		/* The pidfd every tick, so that the end is known to a tick
+		 * (a callback killed mid-run is timed by it); the rest of
+		 * what can become of the process every 100 ms. */
+		int full = now >= next_alive;
+		fate = lw_fate_look(st->fate, now, full, st->say);
+		if (fate != LW_FATE_ALIVE)
+			break;
+		if (full) {
 			next_alive = now + 100000000;
 			watch_new_threads(st);
 			report_kernel_loss(st);
@@ -1596,8 +1610,13 @@ int lw_attach_run(const struct lw_attach_opts *o)
 		if (st->ev)
 			fflush(st->ev);
 	}
+	/* From here on /proc/PID may describe another program, or another
+	 * process: nothing more is read there. */
+	if (fate != LW_FATE_ALIVE)
+		st->ks.gone = 1;
 	/* Stop the probes first so that the last events are all in the
-	 * ring buffer, then read everything once more. */
+	 * ring buffer, then read everything once more; the rings stay
+	 * mapped after the process, to their last record. */
 	if (st->bpf) {
 		lw_bpf_detach(st->bpf);
 		lw_bpf_poll(st->bpf, 0, on_event, st);
@@ -1610,8 +1629,13 @@ int lw_attach_run(const struct lw_attach_opts *o)
 		emit_blocking(st);
 	if (st->rec && isatty(STDERR_FILENO))
 		fputc('\n', stderr);
-	if (exited)
-		fprintf(st->say, "loopwatch: process %d exited\n", (int)o->pid);
+	if (fate != LW_FATE_ALIVE) {
+		char line[512];
+		lw_fate_line(st->fate, o->min_ns, line, sizeof(line));
+		fprintf(st->say, "loopwatch: %s\n", line);
+		if (o->fate != NULL && o->fate_len > 0)
+			snprintf(o->fate, o->fate_len, "%s", line);
+	}
 	lw_rec_end_t e = { .end_ns = end, .kernel_lost = st->kernel_lost };
 	for (size_t i = 0; i < st->nloops; i++)
 		e.lost_records += st->loops[i].cur.lost;
@@ -1653,6 +1677,7 @@ out:
 	if (st->say != stderr && st->say != out)
 		fclose(st->say);
 	lw_bpf_free(st->bpf);
+	lw_fate_free(st->fate);
 	lw_rr_detach(st->p);
 	free(st);
 	return rc;

@@ -200,9 +200,12 @@ int lw_bpf_open(struct lw_bpf **out, const struct lw_bpf_opts *opts, char *why,
 	bpf_program__set_autoload(b->skel->progs.lw_test_exit, o.test_entries);
 	bpf_program__set_autoload(b->skel->progs.lw_test_switch,
 				  o.test_entries);
+	bpf_program__set_autoload(b->skel->progs.lw_test_forget,
+				  o.test_entries);
 	bpf_program__set_autoattach(b->skel->progs.lw_test_enter, false);
 	bpf_program__set_autoattach(b->skel->progs.lw_test_exit, false);
 	bpf_program__set_autoattach(b->skel->progs.lw_test_switch, false);
+	bpf_program__set_autoattach(b->skel->progs.lw_test_forget, false);
 	bpf_program__set_autoload(b->skel->progs.lw_sample, b->sample_ns != 0);
 
 	err = -watch_bpf__load(b->skel);
@@ -395,6 +398,14 @@ int lw_bpf_attach(struct lw_bpf *b, char *why, size_t whylen)
 		what = "sched_switch";
 		err = attach_one(s->progs.lw_switch, &s->links.lw_switch);
 	}
+	if (!err) {
+		what = "sched_process_exec";
+		err = attach_one(s->progs.lw_exec, &s->links.lw_exec);
+	}
+	if (!err) {
+		what = "sched_process_exit";
+		err = attach_one(s->progs.lw_exit, &s->links.lw_exit);
+	}
 	if (err)
 		goto fail;
 	b->attached = true;
@@ -419,6 +430,10 @@ void lw_bpf_detach(struct lw_bpf *b)
 	s->links.lw_sys_exit = NULL;
 	bpf_link__destroy(s->links.lw_switch);
 	s->links.lw_switch = NULL;
+	bpf_link__destroy(s->links.lw_exec);
+	s->links.lw_exec = NULL;
+	bpf_link__destroy(s->links.lw_exit);
+	s->links.lw_exit = NULL;
 	b->attached = false;
 }
 

@@ -156,7 +156,7 @@ static int lookup(lw_kev_sym_t *ks, uint64_t addr, int is_return,
 	int r = lw_sym_lookup(ks->sym, addr, is_return, f);
 	uint64_t now;
 
-	if (r != 0 && (f->flags & LW_SYM_UNKNOWN)) {
+	if (r != 0 && (f->flags & LW_SYM_UNKNOWN) && !ks->gone) {
 		now = lw_now_ns();
 		if (now - ks->last_refresh_ns > 100000000) {
 			ks->last_refresh_ns = now;
@@ -344,7 +344,7 @@ int lw_kev_from_raw(pid_t pid, lw_kev_sym_t *ks,
 	out->h = *ev;
 	memcpy(&out->u, ev, want);
 
-	if (ev->kind == LW_BPF_EV_SYSCALL && out->u.sys.fd >= 0) {
+	if (ev->kind == LW_BPF_EV_SYSCALL && out->u.sys.fd >= 0 && !ks->gone) {
 		/* Best effort: the fd may be closed or reused by now. */
 		char link[64];
 		snprintf(link, sizeof(link), "/proc/%d/fd/%d", (int)pid,

@@ -42,6 +42,11 @@ typedef struct lw_kev_sym {
 	lw_sym_t *sym; /* NULL: addresses are printed raw */
 	lw_unwind_t *uw; /* NULL: frame-pointer stacks only */
 	uint64_t last_refresh_ns;
+	/* The process has ended, or runs another program, or its PID names
+	 * another process (fate.h): /proc/PID no longer describes the one
+	 * the events came from, so its fds' paths are not read and its maps
+	 * not read again. */
+	int gone;
 	uint64_t unwound; /* events whose stack DWARF unwinding gave */
 	struct lw_kev_pending {
 		int valid;

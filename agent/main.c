@@ -18,6 +18,7 @@
 #include "attach.h"
 #include "budget.h"
 #include "check.h"
+#include "fate.h"
 #include "duration.h"
 #include "json.h"
 #include "model.h"
@@ -469,8 +470,13 @@ static int cmd_dump(int argc, char **argv)
 
 	uint64_t printed = 0,
 		 next_periodic = t0 + (uint64_t)interval_ms * 1000000;
-	int exited = 0, done = 0;
+	int ended = 0, done = 0;
 	uint64_t next_alive = t0;
+	lw_fate_t *fate = lw_fate_new(p);
+	if (fate == NULL) {
+		fprintf(stderr, "loopwatch: cannot allocate memory\n");
+		exit(EXIT_USAGE);
+	}
 	while (!interrupted && !done) {
 		done = drain(dr, p->nrings, t0, &printed, (uint64_t)count);
 		if (done)
@@ -481,24 +487,28 @@ static int cmd_dump(int argc, char **argv)
 				print_periodic(&dr[i], t0);
 			next_periodic = now + (uint64_t)interval_ms * 1000000;
 		}
-		if (now >= next_alive) {
-			if (!lw_rr_proc_alive(p)) {
-				/* The mapping outlives the process: print
-				 * what it wrote last, then say so. */
-				done = drain(dr, p->nrings, t0, &printed,
-					     (uint64_t)count);
-				exited = 1;
-				break;
-			}
-			next_alive = now + 100000000;
+		int full = now >= next_alive;
+		if (lw_fate_look(fate, now, full, stdout) != LW_FATE_ALIVE) {
+			/* The mapping outlives the process: print what it
+			 * wrote last, then say how it ended. */
+			done = drain(dr, p->nrings, t0, &printed,
+				     (uint64_t)count);
+			ended = 1;
+			break;
 		}
+		if (full)
+			next_alive = now + 100000000;
 		fflush(stdout);
 		struct timespec ts = { 0, 10 * 1000 * 1000 };
 		nanosleep(&ts, NULL);
 	}
-	if (exited)
-		printf("loopwatch: process %d exited\n", (int)pid);
+	if (ended) {
+		char line[512];
+		lw_fate_line(fate, 1000000, line, sizeof(line));
+		printf("loopwatch: %s\n", line);
+	}
 	fflush(stdout);
+	lw_fate_free(fate);
 	free(dr);
 	lw_rr_detach(p);
 	return 0;
@@ -764,7 +774,17 @@ static int watch_target(const struct command *cmd, int argc, char **argv,
 			"ring, no thread in an event wait)\n",
 			name);
 	o->pid = pid;
+	/* The watch says how the program ended when it saw it end. */
+	char told[512] = "";
+	if (o->fate == NULL) {
+		o->fate = told;
+		o->fate_len = sizeof(told);
+	}
+	o->fate[0] = '\0';
 	int rc = r == -ESRCH ? 0 : lw_attach_run(o);
+	int fate_told = o->fate[0] != '\0';
+	if (o->fate == told)
+		o->fate = NULL;
 	if (r == -ESRCH)
 		fprintf(stderr,
 			"loopwatch: %s exited before it had a loop to "
@@ -778,17 +798,17 @@ static int watch_target(const struct command *cmd, int argc, char **argv,
 		stopped = 1;
 		waitpid(pid, &status, 0);
 	}
-	if (stopped)
+	if (stopped) {
 		*status_out = 0;
-	else if (WIFEXITED(status)) {
-		if (WEXITSTATUS(status) != 0)
-			fprintf(stderr, "loopwatch: %s exited with status %d\n",
-				name, WEXITSTATUS(status));
-		*status_out = WEXITSTATUS(status);
-	} else if (WIFSIGNALED(status)) {
-		fprintf(stderr, "loopwatch: %s was killed by signal %d (%s)\n",
-			name, WTERMSIG(status), strsignal(WTERMSIG(status)));
-		*status_out = 128 + WTERMSIG(status);
+	} else {
+		char how[96];
+		if (!fate_told && (!WIFEXITED(status) || WEXITSTATUS(status)))
+			fprintf(stderr, "loopwatch: %s %s\n", name,
+				lw_fate_status(status, how, sizeof(how)));
+		if (WIFEXITED(status))
+			*status_out = WEXITSTATUS(status);
+		else if (WIFSIGNALED(status))
+			*status_out = 128 + WTERMSIG(status);
 	}
 	/* run passes on the status of a program that ended at once; check
 	 * and record could not do their job. */
@@ -1108,12 +1128,18 @@ static int cmd_top(int argc, char **argv)
 	}
 	lw_model_t *model = NULL;
 	struct lw_attach_viewer viewer = { .tick = lw_top_tick, .ctx = t };
+	char fate[512] = "", ended[600];
 	w.o.viewer = &viewer;
 	w.o.model_out = &model;
+	w.o.fate = fate;
+	w.o.fate_len = sizeof(fate);
 	int rc = watch_target(cmd, argc, argv, &w.o, &status, 1, 1);
-	/* Over by itself (the target exited): the last data stays up. */
+	/* Over by itself (the target ended): the last data stays up, with
+	 * how it ended. */
+	snprintf(ended, sizeof(ended), "ENDED: %s; q quits",
+		 fate[0] ? fate : "the process exited");
 	if (rc == 0 && model != NULL && !lw_top_quit(t))
-		lw_top_ended(t, model, "ENDED: the process exited; q quits");
+		lw_top_ended(t, model, ended);
 	lw_top_close(t);
 	lw_model_free(model);
 	return rc;
@@ -1249,9 +1275,9 @@ static const struct command commands[] = {
 	  "records\n"
 	  "seen and lost, the utilization (busy / (busy + idle)) and the "
 	  "callback\n"
-	  "running now, if one is.  Stops on Ctrl-C, when PID exits, or "
-	  "after N\n"
-	  "records.\n\n"
+	  "running now, if one is.  Stops on Ctrl-C, when PID ends (one line "
+	  "says\n"
+	  "how, as for attach), or after N records.\n\n"
 	  "  -o, --oldest        start with the records still in the ring\n"
 	  "  -n, --count N       stop after N records\n"
 	  "  -i, --interval MS   periodic lines every MS milliseconds "
@@ -1284,8 +1310,21 @@ static const struct command commands[] = {
 	  "per loop\n"
 	  "utilization, lag, records lost, the defer pool) comes every "
 	  "--interval and\n"
-	  "at the end.  Stops on Ctrl-C, when PID exits, or after "
+	  "at the end.  Stops on Ctrl-C, when PID ends, or after "
 	  "--duration.\n\n"
+	  "When PID ends, one line says how, and the summary keeps all seen "
+	  "until then,\n"
+	  "the rings read to their last record: it exited (with its status), "
+	  "a signal\n"
+	  "killed it (and the callback its loop was in, with how long it had "
+	  "run), it\n"
+	  "exec'd another program (its rings are gone: close-on-exec), or it "
+	  "is gone\n"
+	  "and its PID names another process (its start time changed).  A "
+	  "child it\n"
+	  "forks is told once it runs a loop with a ring of its own, with the "
+	  "command\n"
+	  "to follow it; the watch stays on PID.\n\n"
 	  "  -d, --duration D    stop after D (30 = 30 s; or 500ms, 2m)\n"
 	  "  -m, --min-ms N      slow means at least N ms (1)\n"
 	  "  -t, --tid TID       watch thread TID as a loop thread\n"
@@ -1301,7 +1340,9 @@ static const struct command commands[] = {
 	  "  -q, --quiet         do not tell each slow callback, only "
 	  "summaries\n"
 	  "  -h, --help          this text\n\n"
-	  "Exit status: 0 fine, 2 bad usage or cannot attach.\n" },
+	  "Exit status: 0 fine, also when PID ended (the line says how), 2 "
+	  "bad usage or\n"
+	  "cannot attach.\n" },
 	{ "run", cmd_run, "[options] [--] PROGRAM [ARGS...]",
 	  "start a program and watch it as attach does",
 	  "Starts PROGRAM (searched in PATH) with ARGS, waits until it has a "
@@ -1312,7 +1353,11 @@ static const struct command commands[] = {
 	  "PROGRAM is\n"
 	  "sent SIGTERM when the time is up.  It shares loopwatch's terminal: "
 	  "Ctrl-C\n"
-	  "reaches both.  Options as for attach (but --tid).\n\n"
+	  "reaches both.  Options as for attach (but --tid).  How PROGRAM "
+	  "ended is\n"
+	  "told in one line, as attach tells it; here loopwatch is its parent "
+	  "and\n"
+	  "always knows its status.\n\n"
 	  "Exit status: PROGRAM's (128+N when a signal N killed it; 0 when "
 	  "stopped by\n"
 	  "--duration), 2 when it could not be started or watched.\n" },
@@ -1336,7 +1381,10 @@ static const struct command commands[] = {
 	  "was set,\n"
 	  "and the blocking call or stack sample behind it.  The budget file "
 	  "format,\n"
-	  "with examples, is in docs/budgets.md.\n\n"
+	  "with examples, is in docs/budgets.md.  A process that ends before "
+	  "--duration\n"
+	  "is held to what was seen until then (one line says how it "
+	  "ended).\n\n"
 	  "  --budgets FILE      budgets from FILE (may be given more than "
 	  "once)\n"
 	  "  --budget K=V        one budget; flags win over files\n"
@@ -1362,9 +1410,11 @@ static const struct command commands[] = {
 	  "docs/recording.md).\n"
 	  "`loopwatch report FILE` reads it back.  Stops on Ctrl-C, when the "
 	  "process\n"
-	  "exits, or after --duration; a recorder killed outright leaves a "
-	  "cut file\n"
-	  "whose contents up to the cut are still readable.\n\n"
+	  "ends (one line says how, as for attach; the recording is whole, "
+	  "with all\n"
+	  "until then), or after --duration; a recorder killed outright "
+	  "leaves a cut\n"
+	  "file whose contents up to the cut are still readable.\n\n"
 	  "  -o, --output FILE   the recording (required)\n"
 	  "  -d, --duration D    stop after D\n"
 	  "  -m, --min-ms N      slow means at least N ms (1)\n"
@@ -1391,8 +1441,9 @@ static const struct command commands[] = {
 	  "pauses,\n"
 	  "[ ] change the budget rows are flagged over, l switches loop, h "
 	  "helps, q\n"
-	  "quits.  When the process exits, its last data stays on screen, "
-	  "marked.\n\n"
+	  "quits.  When the process ends, its last data stays on screen, "
+	  "marked with\n"
+	  "how it ended.\n\n"
 	  "  --budget-ms N       flag rows whose longest callback is N ms or "
 	  "more\n"
 	  "                      (default: the slow threshold)\n"

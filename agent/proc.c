@@ -14,13 +14,35 @@
 #include <string.h>
 #include <unistd.h>
 
-int lw_proc_parse_stat(const char *buf, size_t len, uint64_t *start_time,
-		       char *state, char *comm, size_t commlen)
+/* A decimal field at *p (up to end): its value, and *p moved past it.
+ * -EINVAL unless it is digits ending at a space or the end. */
+static int parse_u64(const char **pp, const char *end, uint64_t *out)
+{
+	const char *p = *pp;
+	uint64_t v = 0;
+	int digits = 0;
+
+	for (; p < end && *p >= '0' && *p <= '9'; p++) {
+		if (v > (UINT64_MAX - 9) / 10)
+			return -EINVAL;
+		v = v * 10 + (uint64_t)(*p - '0');
+		digits++;
+	}
+	if (digits == 0 || (p < end && !isspace((unsigned char)*p)))
+		return -EINVAL;
+	*pp = p;
+	*out = v;
+	return 0;
+}
+
+int lw_proc_stat_parse(const char *buf, size_t len, lw_proc_stat_t *out)
 {
 	const char *open = memchr(buf, '(', len);
 	const char *close = NULL;
 	const char *end = buf + len;
 
+	memset(out, 0, sizeof(*out));
+	out->exit_code = -1;
 	/* comm may itself contain ')' (and spaces): the real end of the field
 	 * is the last ')' of the line. */
 	for (const char *p = buf; p < end; p++)
@@ -28,50 +50,80 @@ int lw_proc_parse_stat(const char *buf, size_t len, uint64_t *start_time,
 			close = p;
 	if (open == NULL || close == NULL || close < open)
 		return -EINVAL;
-	if (comm != NULL && commlen > 0) {
-		size_t n = (size_t)(close - open - 1);
-		if (n >= commlen)
-			n = commlen - 1;
-		memcpy(comm, open + 1, n);
-		comm[n] = '\0';
-		lw_text_clean(comm); /* the target names itself */
-	}
+	size_t n = (size_t)(close - open - 1);
+	if (n >= sizeof(out->comm))
+		n = sizeof(out->comm) - 1;
+	memcpy(out->comm, open + 1, n);
+	out->comm[n] = '\0';
+	lw_text_clean(out->comm); /* the target names itself */
 
-	/* Fields 3 onwards follow ") "; starttime is field 22. */
+	/* Fields 3 onwards follow ") ".  Up to starttime (22) they must all
+	 * be there; those after it come with newer kernels and the right to
+	 * read them, and are taken when they parse. */
 	const char *p = close + 1;
-	for (int field = 3; field <= 22; field++) {
+	for (int field = 3; field <= 52; field++) {
+		uint64_t v;
 		while (p < end && *p == ' ')
 			p++;
-		if (p >= end)
-			return -EINVAL;
-		if (field == 3 && state != NULL)
-			*state = *p;
-		if (field == 22) {
-			uint64_t v = 0;
-			int digits = 0;
-			for (; p < end && *p >= '0' && *p <= '9'; p++) {
-				if (v > (UINT64_MAX - 9) / 10)
+		if (p >= end || *p == '\n')
+			return field > 22 ? 0 : -EINVAL;
+		switch (field) {
+		case 3:
+			out->state = *p;
+			break;
+		case 4:
+		case 22:
+		case 26:
+		case 27:
+		case 28:
+		case 47:
+		case 52:
+			if (parse_u64(&p, end, &v) < 0) {
+				if (field <= 22)
 					return -EINVAL;
-				v = v * 10 + (uint64_t)(*p - '0');
-				digits++;
+				return 0;
 			}
-			if (digits == 0 ||
-			    (p < end && !isspace((unsigned char)*p)))
-				return -EINVAL;
-			*start_time = v;
-			return 0;
+			if (field == 4)
+				out->ppid = v <= INT_MAX ? (pid_t)v : 0;
+			else if (field == 22)
+				out->start_time = v;
+			else if (field == 26)
+				out->start_code = v;
+			else if (field == 27)
+				out->end_code = v;
+			else if (field == 28)
+				out->start_stack = v;
+			else if (field == 47)
+				out->start_brk = v;
+			else
+				out->exit_code = v <= INT_MAX ? (int)v : -1;
+			continue;
 		}
 		while (p < end && *p != ' ')
 			p++;
 	}
-	return -EINVAL;
+	return 0;
 }
 
-static int read_stat(pid_t pid, uint64_t *start_time, char *state, char *comm,
-		     size_t commlen)
+int lw_proc_parse_stat(const char *buf, size_t len, uint64_t *start_time,
+		       char *state, char *comm, size_t commlen)
+{
+	lw_proc_stat_t s;
+	int r = lw_proc_stat_parse(buf, len, &s);
+
+	if (r < 0)
+		return r;
+	*start_time = s.start_time;
+	if (state != NULL)
+		*state = s.state;
+	if (comm != NULL && commlen > 0)
+		snprintf(comm, commlen, "%s", s.comm);
+	return 0;
+}
+
+int lw_proc_stat(pid_t pid, lw_proc_stat_t *out)
 {
 	char path[64], buf[1024];
-	uint64_t st;
 
 	if (pid <= 0)
 		return -ESRCH;
@@ -90,11 +142,23 @@ static int read_stat(pid_t pid, uint64_t *start_time, char *state, char *comm,
 		return err == ESRCH ? -ESRCH : -err;
 	if (n == 0)
 		return -ESRCH;
-	int r = lw_proc_parse_stat(buf, (size_t)n, &st, state, comm, commlen);
+	return lw_proc_stat_parse(buf, (size_t)n, out);
+}
+
+static int read_stat(pid_t pid, uint64_t *start_time, char *state, char *comm,
+		     size_t commlen)
+{
+	lw_proc_stat_t s;
+	int r = lw_proc_stat(pid, &s);
+
 	if (r < 0)
 		return r;
 	if (start_time != NULL)
-		*start_time = st;
+		*start_time = s.start_time;
+	if (state != NULL)
+		*state = s.state;
+	if (comm != NULL && commlen > 0)
+		snprintf(comm, commlen, "%s", s.comm);
 	return 0;
 }
 

@@ -14,6 +14,32 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+/* What the agent takes from /proc/PID/stat. */
+typedef struct lw_proc_stat {
+	char comm[64]; /* field 2, without its parentheses */
+	char state; /* field 3: R, S, D, Z (zombie), X, ... */
+	pid_t ppid; /* field 4 */
+	uint64_t start_time; /* field 22: clock ticks since boot */
+	/* Fields 26, 27, 28 and 47: where the program's code, stack and heap
+	 * begin, set by exec and fixed for the program's life; an exec
+	 * brings new ones (address-space randomization).  0 (or 1) when the
+	 * reader may not ptrace-read the process, and 0 once its memory is
+	 * gone (it is exiting). */
+	uint64_t start_code, end_code, start_stack, start_brk;
+	/* Field 52: the wait status of a zombie, as waitpid(2) would give it
+	 * to the parent (0 while it runs); -1 when absent. */
+	int exit_code;
+} lw_proc_stat_t;
+
+/* Parse the text of /proc/PID/stat into out: fields 2 to 22 must be there
+ * and well formed, the later ones are taken when present.  0 or
+ * -EINVAL. */
+int lw_proc_stat_parse(const char *buf, size_t len, lw_proc_stat_t *out);
+
+/* Read and parse /proc/PID/stat: 0, -ESRCH if there is no such process,
+ * or another negative errno.  A zombie reads fine (state 'Z'). */
+int lw_proc_stat(pid_t pid, lw_proc_stat_t *out);
+
 /* Parse the text of /proc/PID/stat: field 22 (starttime, clock ticks since
  * boot) into *start_time, if state is not NULL field 3 (R, S, D, Z, ...)
  * into *state, and if comm is not NULL field 2 without its parentheses

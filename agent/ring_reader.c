@@ -59,6 +59,7 @@ struct lw_rr_ring {
 	pid_t pid;
 	uint64_t start_time, created_ns;
 	uint64_t inode; /* the memfd's, 0 for memory from lw_rr_open_mem */
+	int target_fd; /* its fd in the process, -1 unless lw_rr_attach */
 	char name[LW_RING_NAME_MAX + 1];
 };
 
@@ -240,6 +241,7 @@ static int open_map(const void *map, size_t size, int owned, lw_rr_ring_t **out,
 	ring->map = map;
 	ring->size = size;
 	ring->owned = owned;
+	ring->target_fd = -1;
 	ring->hdr = map;
 	ring->sites =
 		(const struct lw_ring_site *)(ring->map + id.sites_offset);
@@ -353,6 +355,11 @@ uint64_t lw_rr_created_ns(const lw_rr_ring_t *r)
 uint64_t lw_rr_inode(const lw_rr_ring_t *r)
 {
 	return r->inode;
+}
+
+int lw_rr_target_fd(const lw_rr_ring_t *r)
+{
+	return r->target_fd;
 }
 
 uint32_t lw_rr_site_capacity(const lw_rr_ring_t *r)
@@ -634,6 +641,7 @@ static int on_fd(int fdnum, const char *target, void *arg)
 		}
 		ctx->cap = ncap;
 	}
+	ring->target_fd = fdnum;
 	p->rings[p->nrings++] = ring;
 	ctx->seen[ctx->nseen].dev = st.st_dev;
 	ctx->seen[ctx->nseen].ino = st.st_ino;
@@ -736,6 +744,21 @@ int lw_rr_proc_alive(const lw_rr_proc_t *p)
 			return 0;
 	}
 	return lw_proc_start_time(p->pid, &st) == 0 && st == p->start_time;
+}
+
+int lw_rr_held(const lw_rr_proc_t *p, const lw_rr_ring_t *r)
+{
+	char path[64];
+	struct stat st;
+
+	if (r->target_fd < 0)
+		return -EINVAL;
+	snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)p->pid,
+		 r->target_fd);
+	/* stat follows the link to the file the fd names now. */
+	if (stat(path, &st) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	return (uint64_t)st.st_ino == r->inode;
 }
 
 const char *lw_rr_site_label(const lw_rr_ring_t *r, uint32_t id, char *buf,

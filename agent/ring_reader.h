@@ -85,6 +85,9 @@ uint32_t lw_rr_site_capacity(const lw_rr_ring_t *r);
 /* The memfd's inode number (0 for memory from lw_rr_open_mem): where the
  * target maps it can be found in its /proc/PID/maps. */
 uint64_t lw_rr_inode(const lw_rr_ring_t *r);
+/* The fd under which the process held the ring when lw_rr_attach found
+ * it; -1 for a ring opened otherwise. */
+int lw_rr_target_fd(const lw_rr_ring_t *r);
 
 /* All rings of a process.  lw_rr_attach scans /proc/PID/fd for links
  * "/memfd:loopwatch (deleted)", opens each through /proc/PID/fd/N
@@ -113,6 +116,13 @@ void lw_rr_detach(lw_rr_proc_t *p); /* NULL is fine */
  * reused: its pidfd has not signalled exit (a zombie counts as exited), and
  * the pid's start time is unchanged. */
 int lw_rr_proc_alive(const lw_rr_proc_t *p);
+/* Whether the process still holds ring r of p: 1 if the fd it was found
+ * under still names its memfd; 0 if that fd is closed or names another
+ * file now (the loop was freed, or an exec closed it: rings are
+ * close-on-exec); a negative errno when it cannot be told (the process
+ * is gone, or the ring was not found by lw_rr_attach: -EINVAL).  The
+ * mapping stays readable either way. */
+int lw_rr_held(const lw_rr_proc_t *p, const lw_rr_ring_t *r);
 
 /* Place a cursor at head (new records only) or at the oldest record still
  * readable.  The slot the writer would overwrite next cannot be told apart

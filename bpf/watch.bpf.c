@@ -20,7 +20,12 @@
  *    syscall the time is added to that syscall, outside one it is sent on
  *    its own (a page fault, a preemption) with the stack at the switch-out;
  *  - a cpu-clock perf event on each CPU samples the user stack while a
- *    span runs past min_ns: what a CPU-bound stall is doing.
+ *    span runs past min_ns: what a CPU-bound stall is doing;
+ *  - a watched thread that execs, or exits, is forgotten there and then
+ *    (sched_process_exec, sched_process_exit): after an exec it runs
+ *    another program, and after an exit its tid may name a thread of
+ *    another process; neither is the loop the agent watches, which learns
+ *    of it later (agent/fate.h).
  *
  * The logic is in static inline functions with two kinds of entry points:
  * tp_btf/ programs that the agent attaches (no tracefs needed), and raw_tp/
@@ -800,6 +805,14 @@ static __always_inline int on_sample(void *ctx)
 	return 0;
 }
 
+/* A thread that stops being the loop the agent watches (see the top). */
+static __always_inline int forget(__u32 tid)
+{
+	if (watch_filter[tid & (LW_BPF_FILTER_SIZE - 1)])
+		bpf_map_delete_elem(&threads, &tid);
+	return 0;
+}
+
 /* Production: raw syscall tracepoints and the scheduler through BTF, and
  * the per-CPU perf events. */
 SEC("tp_btf/sys_enter")
@@ -829,6 +842,22 @@ int lw_sample(struct bpf_perf_event_data *ctx)
 	return on_sample(ctx);
 }
 
+/* A thread other than the leader that execs takes the leader's tid:
+ * both go. */
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(lw_exec, struct task_struct *p, pid_t old_pid)
+{
+	forget((__u32)old_pid);
+	return forget((__u32)p->pid);
+}
+
+/* The first argument: newer kernels add group_dead. */
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(lw_exit, struct task_struct *p)
+{
+	return forget((__u32)p->pid);
+}
+
 /* Tests: the same code as raw_tp programs, driven by BPF_PROG_TEST_RUN with
  * a u64 argument array { regs, id }, { regs, ret } or { preempt, prev,
  * next }.  The loader loads them only when asked and never attaches them. */
@@ -849,4 +878,11 @@ int BPF_PROG(lw_test_switch, bool preempt, struct task_struct *prev,
 	     struct task_struct *next)
 {
 	return on_switch(ctx, preempt, prev, next);
+}
+
+/* { tid }: what exec and exit do to a watched thread. */
+SEC("raw_tp/sched_process_exit")
+int BPF_PROG(lw_test_forget, __u64 tid)
+{
+	return forget((__u32)tid);
 }

@@ -170,7 +170,7 @@ static void check_fork(lw_loop_t *loop)
 	if (loop->ring == NULL || !lw__ring_stale(loop->ring))
 		return;
 	if (lw__ring_renew(loop->ring) != 0) {
-		free(loop->ring);
+		lw__ring_free(loop->ring);
 		loop->ring = NULL;
 		return;
 	}

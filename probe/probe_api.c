@@ -77,7 +77,7 @@ static void check_fork(lw_probe_t *p)
 	if (p->ring == NULL || !lw__ring_stale(p->ring))
 		return;
 	if (lw__ring_renew(p->ring) != 0) {
-		free(p->ring);
+		lw__ring_free(p->ring);
 		p->ring = NULL;
 		return;
 	}

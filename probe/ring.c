@@ -25,14 +25,45 @@ unsigned lw__fork_gen;
 
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
+/* Every ring of the process, for atfork_child.  The lock is held across
+ * fork(), so the child's copy of the list is whole. */
+static pthread_mutex_t rings_lock = PTHREAD_MUTEX_INITIALIZER;
+static lw__ring_t *rings;
+
+static void atfork_prepare(void)
+{
+	pthread_mutex_lock(&rings_lock);
+}
+
+static void atfork_parent(void)
+{
+	pthread_mutex_unlock(&rings_lock);
+}
+
+/*
+ * A child inherits its parent's rings mapped MAP_SHARED.  Its loop makes
+ * its own ring at its next iteration (lw__ring_renew), but the iteration
+ * that forked goes on first in the child too: the rest of its callbacks,
+ * the I/O events of its poll.  Written into the inherited mapping, they
+ * would land in the parent's ring, over the parent's own records (a
+ * 200 ms callback of the parent read back as the child's 18 us one) and
+ * in its current-callback slot.  So the child gets private memory at the
+ * same addresses at once: what it writes until the renewal goes nowhere
+ * the parent or a reader can see.
+ */
 static void atfork_child(void)
 {
+	for (lw__ring_t *r = rings; r != NULL; r = r->fork_next)
+		if (r->map != NULL)
+			mmap(r->map, r->size, PROT_READ | PROT_WRITE,
+			     MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
 	__atomic_add_fetch(&lw__fork_gen, 1, __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&rings_lock);
 }
 
 static void install_atfork(void)
 {
-	pthread_atfork(NULL, NULL, atfork_child);
+	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
 }
 
 int lw__ring_disabled_by_env(void)
@@ -181,6 +212,12 @@ int lw__ring_new(lw__ring_t **out, const char *name, uint32_t capacity,
 		free(r);
 		return err;
 	}
+	pthread_mutex_lock(&rings_lock);
+	r->fork_next = rings;
+	if (rings != NULL)
+		rings->fork_prev = r;
+	rings = r;
+	pthread_mutex_unlock(&rings_lock);
 	*out = r;
 	return 0;
 }
@@ -189,6 +226,14 @@ void lw__ring_free(lw__ring_t *r)
 {
 	if (r == NULL)
 		return;
+	pthread_mutex_lock(&rings_lock);
+	if (r->fork_prev != NULL)
+		r->fork_prev->fork_next = r->fork_next;
+	else
+		rings = r->fork_next;
+	if (r->fork_next != NULL)
+		r->fork_next->fork_prev = r->fork_prev;
+	pthread_mutex_unlock(&rings_lock);
 	if (r->map != NULL)
 		munmap(r->map, r->size);
 	if (r->fd >= 0)
@@ -198,8 +243,8 @@ void lw__ring_free(lw__ring_t *r)
 
 int lw__ring_renew(lw__ring_t *r)
 {
-	/* The inherited mapping and fd are the parent's ring: let go of them
-	 * without touching a byte. */
+	/* The mapping is the child's scratch memory (atfork_child) and the
+	 * fd the parent's memfd: let go of both. */
 	munmap(r->map, r->size);
 	close(r->fd);
 	r->map = NULL;

@@ -62,6 +62,8 @@ typedef struct lw__ring {
 	void *map;
 	size_t size;
 	unsigned fork_gen; /* lw__fork_gen when made */
+	/* The process's rings, for the fork handler (ring.c). */
+	struct lw__ring *fork_next, *fork_prev;
 	/* What is needed to make it again in a forked child. */
 	char name[LW_RING_NAME_MAX];
 	uint32_t capacity, flags;
@@ -88,7 +90,9 @@ void lw__ring_site(lw__ring_t *r, uint32_t id, int kind, uint64_t fn,
 void lw__ring_set_tid(lw__ring_t *r);
 
 /* After fork(), a child must not write its parent's ring: 1 if this ring
- * was made before a fork in this (child) process. */
+ * was made before a fork in this (child) process.  Until the child's loop
+ * renews it, at its next iteration, the child writes into private memory
+ * that the fork handler put in place of the mapping (ring.c). */
 extern unsigned lw__fork_gen;
 static inline int lw__ring_stale(const lw__ring_t *r)
 {

@@ -29,8 +29,10 @@
 #define MS 1000000ull
 
 /* The names of our programs as the kernel keeps them (at most 15 chars). */
-static const char *const prog_names[] = { "lw_sys_enter", "lw_sys_exit",
-					  "lw_test_enter", "lw_test_exit" };
+static const char *const prog_names[] = { "lw_sys_enter",  "lw_sys_exit",
+					  "lw_exec",	   "lw_exit",
+					  "lw_test_enter", "lw_test_exit",
+					  "lw_test_forget" };
 
 /* Open the probes or skip the test with the reason. */
 static struct lw_bpf *open_opts_or_skip(const struct lw_bpf_opts *o)
@@ -234,6 +236,92 @@ TEST(bpf_unwatched_thread_ignored)
 	ASSERT_NE(filter[other % LW_BPF_FILTER_SIZE], 0);
 	fake_syscall(b, SYS_write, 10, 1);
 	ASSERT_EQ(drain(b, &c), 0);
+	lw_bpf_free(b);
+}
+
+/* The raw_tp twin of exec and exit, run for tid. */
+static void forget(struct lw_bpf *b, __u32 tid)
+{
+	__u64 args[1] = { tid };
+	LIBBPF_OPTS(bpf_test_run_opts, opts, .ctx_in = args,
+		    .ctx_size_in = sizeof(args));
+
+	ASSERT_OK(bpf_prog_test_run_opts(
+		bpf_program__fd(lw_bpf_skel(b)->progs.lw_test_forget), &opts));
+}
+
+/* What exec and exit do to a watched thread: it is forgotten, and only
+ * it; a thread never watched (in a watched one's filter slot or not)
+ * changes nothing. */
+TEST(bpf_forget_only_that_thread)
+{
+	struct lw_bpf *b = open_or_skip(1 * MS, true);
+	struct lw_bpf_thread t;
+	char why[256];
+	__u32 me = my_tid(), other = me ^ 1;
+
+	ASSERT_OK(lw_bpf_watch(b, me, 0, 0, why, sizeof(why)));
+	ASSERT_OK(lw_bpf_watch(b, other, 0, 0, why, sizeof(why)));
+	forget(b, me + LW_BPF_FILTER_SIZE);
+	forget(b, me + 1000);
+	ASSERT_OK(lw_bpf_thread_read(b, me, &t));
+	forget(b, me);
+	ASSERT_EQ(lw_bpf_thread_read(b, me, &t), -ENOENT);
+	ASSERT_OK(lw_bpf_thread_read(b, other, &t));
+	lw_bpf_free(b);
+}
+
+/* Real processes: a watched thread that execs runs another program, one
+ * that exits may give its tid to another process: the kernel stops
+ * watching either at once, before the agent notices. */
+TEST(bpf_exec_and_exit_forget_the_thread)
+{
+	struct lw_bpf *b = open_or_skip(1 * MS, false);
+	struct lw_bpf_thread t;
+	char why[256], c;
+	pid_t kid[2];
+	int go[2][2];
+
+	ASSERT_OK(lw_bpf_attach(b, why, sizeof(why)));
+	for (int i = 0; i < 2; i++) {
+		ASSERT_OK(pipe(go[i]));
+		kid[i] = fork();
+		ASSERT(kid[i] >= 0);
+		if (kid[i] == 0) {
+			close(go[i][1]);
+			if (read(go[i][0], &c, 1) != 1)
+				_exit(1);
+			if (i == 0)
+				execl("/bin/sleep", "sleep", "30",
+				      (char *)NULL);
+			_exit(0);
+		}
+		close(go[i][0]);
+		ASSERT_OK(lw_bpf_watch(b, (__u32)kid[i], LW_BPF_WAIT_EPOLL, 0,
+				       why, sizeof(why)));
+		ASSERT_OK(lw_bpf_thread_read(b, (__u32)kid[i], &t));
+		ASSERT_EQ(write(go[i][1], "x", 1), 1);
+		close(go[i][1]);
+	}
+	/* The exit is waited for; the exec is seen when sleep sleeps. */
+	ASSERT(WIFEXITED(lwt_wait_exit(kid[1], 10000)));
+	ASSERT_EQ(lw_bpf_thread_read(b, (__u32)kid[1], &t), -ENOENT);
+	char path[64], comm[32] = "";
+	snprintf(path, sizeof(path), "/proc/%d/comm", (int)kid[0]);
+	for (int i = 0; i < 500 && strncmp(comm, "sleep", 5) != 0; i++) {
+		FILE *f = fopen(path, "r");
+		if (f != NULL) {
+			if (fgets(comm, sizeof(comm), f) == NULL)
+				comm[0] = '\0';
+			fclose(f);
+		}
+		usleep(10000);
+	}
+	ASSERT_EQ(strncmp(comm, "sleep", 5), 0);
+	ASSERT_EQ(lw_bpf_thread_read(b, (__u32)kid[0], &t), -ENOENT);
+	ASSERT_EQ(kill(kid[0], 0), 0); /* alive: it was the exec */
+	kill(kid[0], SIGKILL);
+	lwt_wait_exit(kid[0], 10000);
 	lw_bpf_free(b);
 }
 

@@ -864,6 +864,77 @@ TEST(rr_proc_stat_parse)
 	ASSERT_OK(waitpid(pid, NULL, 0) == pid ? 0 : -1);
 }
 
+/* The fields after starttime: taken when there, fine when not. */
+TEST(rr_proc_stat_more_fields)
+{
+	lw_proc_stat_t s;
+	char line[1024];
+	int n = snprintf(line, sizeof(line), "77 (x) S 5 6 7");
+	for (int field = 7; field <= 52; field++)
+		n += snprintf(line + n, sizeof(line) - (size_t)n, " %d",
+			      field == 22 ? 4242 : field * 10);
+	snprintf(line + n, sizeof(line) - (size_t)n, "\n");
+	ASSERT_OK(lw_proc_stat_parse(line, strlen(line), &s));
+	ASSERT_EQ(s.state, 'S');
+	ASSERT_EQ(s.ppid, 5);
+	ASSERT_EQ(s.start_time, 4242);
+	ASSERT_EQ(s.start_code, 260);
+	ASSERT_EQ(s.end_code, 270);
+	ASSERT_EQ(s.start_stack, 280);
+	ASSERT_EQ(s.start_brk, 470);
+	ASSERT_EQ(s.exit_code, 520);
+	/* Cut after starttime (an old kernel): the rest is unknown. */
+	const char *cut = "1 (x) S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 "
+			  "18 99 19";
+	ASSERT_OK(lw_proc_stat_parse(cut, strlen(cut), &s));
+	ASSERT_EQ(s.start_time, 99);
+	ASSERT_EQ(s.start_stack, 0);
+	ASSERT_EQ(s.exit_code, -1);
+
+	/* This process: its parent, and where its stack begins. */
+	ASSERT_OK(lw_proc_stat(getpid(), &s));
+	ASSERT_EQ(s.ppid, getppid());
+	ASSERT_NE(s.start_stack, 0);
+	ASSERT_EQ(s.exit_code, 0);
+
+	/* A zombie's wait status, before its parent (we) reaps it. */
+	pid_t pid = fork();
+	ASSERT(pid >= 0);
+	if (pid == 0)
+		_exit(7);
+	s.state = 'R';
+	for (double t0 = lwt_now_ms(); lwt_now_ms() - t0 < 5000;) {
+		ASSERT_OK(lw_proc_stat(pid, &s));
+		if (s.state == 'Z')
+			break;
+		usleep(1000);
+	}
+	ASSERT_EQ(s.state, 'Z');
+	ASSERT_EQ(s.exit_code, 7 << 8);
+	ASSERT_EQ(s.start_stack, 0); /* its memory is gone */
+	ASSERT_EQ(waitpid(pid, NULL, 0), pid);
+}
+
+/* A ring stays held while its loop lives; freed, it is not, and the
+ * mapping still reads. */
+TEST(rr_ring_held_until_freed)
+{
+	lw_loop_options_t opts = { .name = "held" };
+	lw_loop_t *loop;
+	lw_rr_proc_t *p;
+	char why[256];
+
+	ASSERT_OK(lw_loop_new(&loop, &opts));
+	ASSERT_OK(lw_rr_attach(getpid(), &p, why, sizeof(why)));
+	ASSERT_EQ(p->nrings, 1);
+	ASSERT_EQ(lw_rr_target_fd(p->rings[0]), lw_loop_ring_fd(loop));
+	ASSERT_EQ(lw_rr_held(p, p->rings[0]), 1);
+	lw_loop_free(loop);
+	ASSERT_EQ(lw_rr_held(p, p->rings[0]), 0);
+	ASSERT_STREQ(lw_rr_name(p->rings[0]), "held");
+	lw_rr_detach(p);
+}
+
 static pid_t dead_pid(void)
 {
 	pid_t pid = fork();
@@ -1093,7 +1164,8 @@ TEST_T(rr_cli_dump, 60)
 	ASSERT(strstr(out, " timer ") != NULL);
 	ASSERT(strstr(out, "late ") != NULL);
 
-	/* The target exits while we watch: one line, exit 0. */
+	/* The target is killed while we watch: one line that says so, exit
+	 * 0. */
 	if (fork() == 0) {
 		usleep(300 * 1000);
 		kill(pid, SIGKILL);
@@ -1101,7 +1173,10 @@ TEST_T(rr_cli_dump, 60)
 	}
 	const char *watch[] = { "dump", pidbuf, NULL };
 	ASSERT_EQ(run_loopwatch(out, sizeof(out), watch), 0);
-	ASSERT(strstr(out, "exited") != NULL);
+	char killed[64];
+	snprintf(killed, sizeof(killed),
+		 "\nloopwatch: process %d was killed by SIGKILL", (int)pid);
+	ASSERT(strstr(out, killed) != NULL);
 	waitpid(pid, NULL, 0);
 
 	/* Cannot attach: a dead pid, a process without rings, bad usage. */

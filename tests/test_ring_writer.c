@@ -272,6 +272,56 @@ TEST(ringw_fork_child_own_ring)
 	munmap((void *)pv.h, pv.size);
 }
 
+/* A fork in the middle of an iteration: the rest of it runs in the child
+ * too before its loop can make its own ring.  None of that may land in
+ * the parent's ring.  The child makes its copy of the second callback
+ * 100 ms long, the parent's is short: the parent's ring must keep the
+ * parent's. */
+static pid_t forked;
+
+static void fork_tick(lw_loop_t *loop, void *arg)
+{
+	fflush(stdout);
+	fflush(stderr);
+	forked = fork();
+}
+
+static void second_tick(lw_loop_t *loop, void *arg)
+{
+	if (forked == 0)
+		usleep(100 * 1000);
+	lw_stop(loop);
+}
+
+TEST(ringw_fork_mid_iteration_leaves_parent_ring)
+{
+	lw_loop_t *loop;
+	ASSERT_OK(lw_loop_new(&loop, NULL));
+	struct view pv = map_ring(lw_loop_ring_fd(loop));
+	uint64_t head = pv.h->head;
+	ASSERT_OK(lw_site_name(loop, LW_FN(second_tick), "second"));
+	ASSERT_OK(lw_next_tick(loop, fork_tick, NULL));
+	ASSERT_OK(lw_next_tick(loop, second_tick, NULL));
+	ASSERT_OK(lw_run(loop));
+	ASSERT(forked >= 0);
+	if (forked == 0)
+		_exit(0);
+	int st;
+	ASSERT_EQ(waitpid(forked, &st, 0), forked);
+	ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	/* The child is gone, all it wrote is written: the parent's two
+	 * records are the parent's. */
+	ASSERT_EQ(pv.h->head, head + 2);
+	const struct lw_ring_record *r = &pv.rec[(head + 1) % pv.h->capacity];
+	const struct lw_ring_site *s = site_named(&pv, "second");
+	ASSERT(s != NULL);
+	ASSERT_EQ(r->site, s->id);
+	ASSERT_LT(r->duration_ns, 50 * 1000000ull);
+	ASSERT_EQ(pv.h->cur_site, 0);
+	lw_loop_free(loop);
+	munmap((void *)pv.h, pv.size);
+}
+
 /* ---- the probe API on a hand-written loop ---- */
 
 static void probe_cb(void)

@@ -248,7 +248,11 @@ TEST_T(top_target_killed_no_color, 60)
 	kill(srv, SIGKILL);
 	waitpid(srv, NULL, 0);
 	close(sfd);
-	ASSERT(wait_for(&t, "ENDED: the process exited", 5000));
+	/* How it ended, as attach says it. */
+	char ended[64];
+	snprintf(ended, sizeof(ended),
+		 "ENDED: process %d was killed by SIGKILL", (int)srv);
+	ASSERT(wait_for(&t, ended, 5000));
 	ASSERT(strstr(t.pane, "! GET /sleep") != NULL);
 	tmux(&t, "send-keys -t top q");
 	ASSERT(wait_for(&t, "TOP-EXIT-0", 10000));
