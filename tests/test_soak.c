@@ -10,13 +10,18 @@
  *                                   served every request of its load once;
  *   soak_agent_maps_ring_read_only  the agent's mapping of a ring is
  *                                   read-only, and a write through such a
- *                                   mapping faults.
+ *                                   mapping faults;
+ *   overload_loss_exact_memory_flat a target that writes faster than the
+ *                                   agent reads, the agent stopped now and
+ *                                   then: the records read and lost add up
+ *                                   to the records written, exactly, the
+ *                                   agent says so, and its memory is flat.
  *
- * The target is examples/blocky_server under tests/progs/http_load.  As
- * root the agent runs with its kernel probes, and the tests check the BPF
- * programs; without root, the rings alone, and the BPF checks are skipped
- * (said on stderr).  No assertion is about time: throughput and rates are
- * printed, never held to a bound.
+ * The target is examples/blocky_server under tests/progs/http_load, or
+ * tests/progs/ring_target's flood.  As root the agent runs with its kernel
+ * probes, and the tests check the BPF programs; without root, the rings
+ * alone, and the BPF checks are skipped (said on stderr).  No assertion is
+ * about time: throughput and rates are printed, never held to a bound.
  */
 #include "lwtest.h"
 #include "lwtest_proc.h"
@@ -582,4 +587,170 @@ TEST_T(soak_agent_maps_ring_read_only, 60)
 	free(out);
 	ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 	stop_blocky(srv, bfd);
+}
+
+/* ---- overload ---- */
+
+/* VmRSS of pid, in kB (0 if unreadable). */
+static long rss_kb(pid_t pid)
+{
+	char path[64], l[256];
+	long kb = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	FILE *f = fopen(path, "r");
+	if (f == NULL)
+		return 0;
+	while (fgets(l, sizeof(l), f))
+		if (sscanf(l, "VmRSS: %ld", &kb) == 1)
+			break;
+	fclose(f);
+	return kb;
+}
+
+/* The integer after "key": in s (compact JSON), or -1. */
+static long long json_num(const char *s, const char *key)
+{
+	char k[64];
+	snprintf(k, sizeof(k), "\"%s\":", key);
+	const char *p = strstr(s, k);
+	return p ? strtoll(p + strlen(k), NULL, 10) : -1;
+}
+
+/* Pass the time until deadline, keeping what the agent says. */
+static void keep_until(int fd, char *out, size_t *len, double deadline)
+{
+	int left;
+	while ((left = (int)(deadline - lwt_now_ms())) > 0)
+		if (!slurp(fd, out, len, OUT_CAP, left))
+			usleep((useconds_t)left * 1000);
+}
+
+/*
+ * A loop that writes callbacks as fast as it can (ring_target flood, ~2 M
+ * a second here) into a ring of 1024 records, which it overruns every
+ * half millisecond, 20 times within one of the agent's 10 ms ticks; and
+ * the agent stopped (SIGSTOP) twice for 300 ms besides.  The target
+ * never waits for it: the agent loses records, and counts them exactly.
+ * The target says how many records it wrote between the moment the agent
+ * placed its cursor (the loop was idle then, and the flood starts after the
+ * agent's first line) and its last one (it is idle again after it): the
+ * agent's final JSON says how many it read and how many it lost, and they
+ * add up to that, exactly; its "records lost, read too late" lines add up
+ * to the same loss.  Its memory stays flat: VmRSS after 6 s of this is
+ * less than 1.5 times VmRSS after 3 s.
+ */
+TEST_T(overload_loss_exact_memory_flat, 120)
+{
+	char line[256], pidbuf[16];
+	int tfd, afd;
+	const double n_ms = 3000;
+
+	setenv("LOOPWATCH_RING_SIZE", "1024", 1);
+	char *targv[] = { strdup(lwt_build_path("tests/progs/ring_target")),
+			  "flood", NULL };
+	pid_t tgt = lwt_spawn(targv, &tfd, 0, NULL);
+	unsetenv("LOOPWATCH_RING_SIZE");
+	free(targv[0]);
+	if (!read_until(tfd, "ready", lwt_now_ms() + 10000, line, sizeof(line)))
+		LWT_FAIL("ring_target flood did not start");
+	snprintf(pidbuf, sizeof(pidbuf), "%d", (int)tgt);
+
+	/* --json: status lines on stderr (merged here), the summary as one
+	 * JSON object on stdout at the end. */
+	char *args[] = { "attach",     "--json", "--min-ms", "1000",
+			 "--stuck-ms", "0",	 pidbuf,     NULL };
+	pid_t lw = start_lw(args, &afd);
+	if (!read_until(afd, "attached to PID", lwt_now_ms() + 60000, line,
+			sizeof(line)))
+		LWT_FAIL("loopwatch did not attach: %s", line);
+	fprintf(stderr, "%s\n", line);
+
+	unsigned long long before, before_own, written, written_own;
+	ASSERT_OK(kill(tgt, SIGUSR1));
+	if (!read_until(tfd, "go ", lwt_now_ms() + 10000, line, sizeof(line)) ||
+	    sscanf(line, "go %llu %llu", &before, &before_own) != 2)
+		LWT_FAIL("the flood did not start: %s", line);
+
+	char *out = malloc(OUT_CAP);
+	size_t len = 0;
+	ASSERT(out != NULL);
+	out[0] = '\0';
+	double t0 = lwt_now_ms();
+	keep_until(afd, out, &len, t0 + 500);
+	ASSERT_OK(kill(lw, SIGSTOP));
+	keep_until(afd, out, &len, t0 + 800);
+	ASSERT_OK(kill(lw, SIGCONT));
+	keep_until(afd, out, &len, t0 + n_ms);
+	long rss1 = rss_kb(lw);
+	keep_until(afd, out, &len, t0 + n_ms + 500);
+	ASSERT_OK(kill(lw, SIGSTOP));
+	keep_until(afd, out, &len, t0 + n_ms + 800);
+	ASSERT_OK(kill(lw, SIGCONT));
+	keep_until(afd, out, &len, t0 + 2 * n_ms);
+	long rss2 = rss_kb(lw);
+
+	ASSERT_OK(kill(tgt, SIGUSR2));
+	if (!read_until(tfd, "done ", lwt_now_ms() + 10000, line,
+			sizeof(line)) ||
+	    sscanf(line, "done %llu %llu", &written, &written_own) != 2)
+		LWT_FAIL("the flood did not end: %s", line);
+	/* The loop is idle: let the agent read what is left, then stop it. */
+	keep_until(afd, out, &len, lwt_now_ms() + 300);
+	ASSERT_OK(kill(lw, SIGINT));
+	while (slurp(afd, out, &len, OUT_CAP, 30000))
+		;
+	close(afd);
+	int st = lwt_wait_exit(lw, 30000);
+	target_alive(tgt);
+	kill(tgt, SIGKILL);
+	lwt_wait_exit(tgt, 10000);
+	close(tfd);
+	ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+
+	/* The final object, and the loss lines. */
+	const char *fin = NULL;
+	unsigned long long said = 0, n;
+	int lines = 0;
+	for (const char *s = out; s && *s;) {
+		const char *eol = strchr(s, '\n');
+		if (strncmp(s, "{", 1) == 0 &&
+		    strstr(s, "\"type\":\"final\"") != NULL &&
+		    (eol == NULL || strstr(s, "\"type\":\"final\"") < eol))
+			fin = s;
+		if (sscanf(s, "(loop flood: %llu records lost, read too late)",
+			   &n) == 1) {
+			said += n;
+			lines++;
+		}
+		s = eol ? eol + 1 : NULL;
+	}
+	if (fin == NULL)
+		LWT_FAIL("no final JSON object in: %.2000s", out);
+	const char *loops = strstr(fin, "\"loops\":[");
+	const char *sites = loops ? strstr(loops, "\"sites\":") : NULL;
+	ASSERT(loops != NULL && sites != NULL);
+	char *seg = strndup(loops, (size_t)(sites - loops));
+	long long read = json_num(seg, "records");
+	long long lost = json_num(seg, "records_lost");
+	free(seg);
+	unsigned long long w = written - before;
+	fprintf(stderr,
+		"written %llu (own count %llu), read %lld, lost %lld (%.1f%%); "
+		"%d lines said %llu lost\n",
+		w, written_own - before_own, read, lost,
+		w ? 100.0 * (double)lost / (double)w : 0.0, lines, said);
+	fprintf(stderr,
+		"agent VmRSS %ld kB after %.0f s, %ld kB after %.0f s\n", rss1,
+		n_ms / 1000, rss2, 2 * n_ms / 1000);
+	free(out);
+
+	ASSERT_EQ(written, written_own);
+	ASSERT_EQ(before, before_own);
+	ASSERT_GT(lost, 0);
+	ASSERT_GT(read, 0);
+	ASSERT_EQ((unsigned long long)(read + lost), w);
+	ASSERT_EQ(said, (unsigned long long)lost);
+	ASSERT_GT(rss1, 0);
+	ASSERT_LT(rss2 * 2, rss1 * 3);
 }
