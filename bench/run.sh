@@ -33,6 +33,11 @@
 # attach as root and with the rings alone; records lost, agent CPU and
 # memory.  Its settings are SUSTAIN_* (see the script).
 #
+# Part 5, on demand only (BENCH_PARTS=soak; bench/soak.sh, SOAK_SECONDS,
+# 600 by default, and its own SOAK_* settings): attach / detach / kill
+# cycles against blocky_server under load; crashes, leaked BPF programs,
+# and the target's throughput observed / unobserved.
+#
 # A ratio below 1 means loopwatch is faster.  Nothing here is a timed
 # assertion: the script exits 0 unless a program is missing or fails.
 #
@@ -40,7 +45,7 @@
 # the storm and the pipe ring, default 10), BENCH_MICRO_PAIRS (pairs of the
 # microbenchmark, default 5), BENCH_AB_RUNS (runs of ring_ab_lw, default
 # 3), BENCH_PARTS ("peers ring kprobes sustain", the default, or
-# some of them), BENCH_REPS and BENCH_DIV (passed on to the programs of part
+# some of them, or "soak", which runs only when named), BENCH_REPS and BENCH_DIV (passed on to the programs of part
 # 1 and to the pipe ring: repetitions, and a divisor of every count for a
 # quick smoke run; BENCH_DIV divides part 2's counts too), BENCH_RAW=FILE
 # (keep every figure of part 1 in FILE, of part 2 in FILE.ring, of part 3
@@ -502,5 +507,13 @@ fi
 if has_part sustain; then
 	echo
 	bash "$(dirname "$0")/sustain.sh" "$dir" || fail=1
+fi
+
+# ---------------------------------------------------------------------------
+# Part 5, only when BENCH_PARTS names it: the soak (bench/soak.sh takes the
+# build folder, the parent of the bench folder).
+if has_part soak; then
+	echo
+	bash "$(dirname "$0")/soak.sh" "$dir/.." "${SOAK_SECONDS:-600}" || fail=1
 fi
 exit $fail
