@@ -15,16 +15,25 @@
 # keep-alive connections asking GET /health as fast as it answers (a closed
 # loop, so the rate is the server's throughput), counted every 100 ms.  The
 # time goes in pairs of phases of PHASE seconds, one unobserved and one
-# observed, in alternating order (U O, then O U, ...) so that a drift of the
-# machine favours neither.  Each observed phase is one of, in turn:
+# observed, in alternating order (U O, U O, then O U, O U, ...) so that a
+# drift of the machine favours neither.  The pairs take the modes in turn:
+#
+#   root     the agent as root: the rings and the kernel probes;
+#   rings    the agent as nobody (setpriv): the rings alone, as an
+#            unprivileged user gets them.  The target then runs as nobody
+#            too (only its own user, or root, may open its rings), in both
+#            modes.  Without root this is the only mode, as the current user.
+#
+# and the observed phases take these kinds in turn:
 #
 #   attach   loopwatch attach --duration (PHASE + 1): ends by itself (0)
 #   sigint   loopwatch attach, detached with SIGINT at the end of the phase (0)
 #   kill     for the whole phase, loopwatch attach or record started and
 #            killed with SIGKILL at a random moment of its first 1.5 s,
 #            start-up included (loading the BPF programs, reading the
-#            symbols), again and again (killed: 137); a cut recording must
-#            still read back with loopwatch report (0)
+#            symbols), again and again (killed: 137); loopwatch report of a
+#            cut recording reads back what is before the cut and says
+#            where it is (2, a damaged recording)
 #   check    loopwatch check --budget callback.max=10ms --duration
 #            (PHASE + 1): broken by the phase's slow request (1)
 #   record   loopwatch record --duration (PHASE + 1), then loopwatch report
@@ -38,21 +47,22 @@
 # kill, over the whole phase, start-ups included.
 #
 # Printed: each pair's rates and ratio; the cycles (agents started, by
-# kind); crashes (an agent whose exit status is not the one expected, or
+# kind and mode); crashes (an agent whose exit status is not the one expected, or
 # whose output has a sanitizer report; a dead target; a failed request;
 # the server's count of requests served not equal to the load's answers
 # plus this script's requests); BPF programs leaked (as root: every program
 # an agent held, read from /proc/AGENT/fdinfo just before it ended or was
 # killed, gone within 5 s; and no program loaded since the start under one
 # of their names that no process holds, 2 s later still); the target's
-# throughput observed / unobserved, the median of the pairs' ratios with
-# its spread, overall and per kind; and the unobserved throughput of the
-# first and last pairs.  The script exits 1 if there was a crash, a leak
+# throughput observed / unobserved (per second, and per second of the
+# target's CPU time), the median of the pairs' ratios with its spread, per
+# mode and per kind; and the unobserved throughput of the first and last
+# pairs.  The script exits 1 if there was a crash, a leak
 # or an inconsistent count, 2 on bad usage; the throughput is a figure,
 # never a pass/fail.
 #
 # Environment: SOAK_PHASE (seconds per phase, 10), SOAK_CONNS (the load's
-# connections, 2), SOAK_LOOPWATCH (the agent; BUILD/bin/loopwatch; an ASan
+# connections, 2), SOAK_MODES ("root rings" as root, else "rings"), SOAK_LOOPWATCH (the agent; BUILD/bin/loopwatch; an ASan
 # build, e.g. build/asan/bin/loopwatch, is checked for sanitizer reports),
 # SOAK_SEED (the random moments, 1), SOAK_KEEP=DIR (keep every file: the
 # agents' outputs, the load's counts, the windows; without it, only the
@@ -68,6 +78,9 @@ seconds=${2:-600}
 phase=${SOAK_PHASE:-10}
 conns=${SOAK_CONNS:-2}
 seed=${SOAK_SEED:-1}
+root=0
+[ "$(id -u)" -eq 0 ] && root=1
+modes=${SOAK_MODES:-$([ $root = 1 ] && echo "root rings" || echo rings)}
 lw=${SOAK_LOOPWATCH:-$build/bin/loopwatch}
 server=$build/examples/blocky_server
 load=$build/tests/progs/http_load
@@ -92,8 +105,38 @@ for t in jq awk; do
 		exit 2
 	fi
 done
-root=0
-[ "$(id -u)" -eq 0 ] && root=1
+read -r -a modes <<<"$modes"
+# Who runs the target, and the agent in each mode: as root, "rings" means
+# nobody, and the target is nobody's then.
+as_nobody=(setpriv --reuid=nobody --regid=nogroup --clear-groups)
+as_target=()
+declare -A as_agent=([root]="" [rings]="")
+for m in "${modes[@]}"; do
+	case $m in
+	root)
+		if [ $root = 0 ]; then
+			echo "soak: mode root needs root (SOAK_MODES=rings runs without)" >&2
+			exit 2
+		fi
+		;;
+	rings)
+		if [ $root = 1 ]; then
+			if ! "${as_nobody[@]}" test -x "$lw" ||
+				! "${as_nobody[@]}" test -x "$server"; then
+				echo "soak: user nobody cannot run $lw or $server (a folder on" \
+					"the way is not world-readable); build elsewhere, or SOAK_MODES=root" >&2
+				exit 2
+			fi
+			as_target=("${as_nobody[@]}")
+			as_agent[rings]="${as_nobody[*]}"
+		fi
+		;;
+	*)
+		echo "soak: unknown mode '$m' in SOAK_MODES (root, rings)" >&2
+		exit 2
+		;;
+	esac
+done
 bpftool=$(command -v bpftool || echo /usr/sbin/bpftool)
 if [ $root = 1 ] && [ ! -x "$bpftool" ]; then
 	echo "soak: needs bpftool to count BPF programs (tools/deps.sh installs it)" >&2
@@ -102,6 +145,9 @@ fi
 RANDOM=$seed
 
 tmp=$(mktemp -d)
+# Recordings are made by the agent, nobody's in mode rings.
+chmod 755 "$tmp"
+mkdir -m 1777 "$tmp/w"
 srv_pid="" load_pid="" agent_pid=""
 cleanup() {
 	for p in $agent_pid $load_pid $srv_pid; do
@@ -178,7 +224,7 @@ note_progs() {
 
 # ---- the target and its load ----
 
-"$server" --port 0 --threads 2 >"$tmp/server" 2>&1 &
+"${as_target[@]}" "$server" --port 0 --threads 2 >"$tmp/server" 2>&1 &
 srv_pid=$!
 if ! wait_for "$tmp/server" 30 "listening on"; then
 	echo "soak: blocky_server did not start:" >&2
@@ -207,7 +253,8 @@ ask() {
 echo "soak (bench/soak.sh): ${seconds} s of loopwatch attach / detach / kill cycles" \
 	"against blocky_server (pid $srv_pid) under load ($conns keep-alive connections" \
 	"asking GET /health); phases of ${phase} s, unobserved and observed in pairs;" \
-	"$([ $root = 1 ] && echo "as root: rings and kernel probes" || echo "not root: the rings alone")"
+	"modes: ${modes[*]} (root: rings and kernel probes; rings: the rings alone," \
+	"$([ $root = 1 ] && echo "the agent as nobody" || echo "the agent as $(id -un)"))"
 echo "agent: $lw"
 
 # ---- the phases ----
@@ -233,12 +280,14 @@ judge() {
 	[ -n "${SOAK_KEEP:-}" ] || rm -f "$4"
 }
 
-# Start the agent with arguments "$@", its output in $tmp/a.N; sets
-# agent_pid and agent_out.
+# Start the agent, as the mode wants it, with arguments "$@", its output
+# in $tmp/a.N; sets agent_pid and agent_out.
 start_agent() {
 	agent_n=$((agent_n + 1))
 	agent_out=$tmp/a.$agent_n
-	"$lw" "$@" >"$agent_out" 2>&1 &
+	# (setpriv execs the agent: agent_pid is the agent's.)
+	# shellcheck disable=SC2086
+	${as_agent[$mode]} "$lw" "$@" >"$agent_out" 2>&1 &
 	agent_pid=$!
 }
 
@@ -256,8 +305,7 @@ end_agent() {
 		crash "agent $agent_n hangs: still running 30 s after it should have ended"
 		kill -KILL "$agent_pid" 2>/dev/null
 	fi
-	# (Quiet: bash would say "Killed" of each agent killed.)
-	{ wait "$agent_pid"; } 2>/dev/null
+	wait "$agent_pid"
 	agent_rc=$?
 	[ $i = 600 ] && agent_rc=hung
 	agent_pid=""
@@ -270,10 +318,11 @@ steady_phase() {
 	attach) args=(attach --quiet --min-ms 10 --duration $((phase + 1))) ;;
 	sigint) args=(attach --quiet --min-ms 10) ;;
 	check) args=(check --budget callback.max=10ms --duration $((phase + 1))) ;;
-	record) args=(record -o "$tmp/rec" --min-ms 10 --duration $((phase + 1))) ;;
+	record) args=(record -o "$tmp/w/rec" --min-ms 10 --duration $((phase + 1))) ;;
 	esac
 	start_agent "${args[@]}" "$srv_pid"
 	started[$kind]=$((${started[$kind]:-0} + 1))
+	started[$mode]=$((${started[$mode]:-0} + 1))
 	if ! wait_for "$agent_out" 60 "attached to PID"; then
 		crash "agent $agent_n ($kind) did not attach: $(tail -n 3 "$agent_out" | tr '\n' '|')"
 	fi
@@ -289,11 +338,12 @@ steady_phase() {
 	*) judge "$agent_n" "$agent_rc" 0 "$agent_out" ;;
 	esac
 	if [ "$kind" = record ]; then
-		"$lw" report "$tmp/rec" >"$tmp/report" 2>&1
-		judge "$agent_n.report" $? 0 "$tmp/report"
+		"$lw" report "$tmp/w/rec" >"$tmp/report" 2>&1
+		local rc=$?
 		grep -q 'GET /sleep' "$tmp/report" ||
 			crash "the report of recording $agent_n does not name GET /sleep"
-		rm -f "$tmp/rec"
+		judge "$agent_n.report" $rc 0 "$tmp/report"
+		rm -f "$tmp/w/rec"
 	fi
 	win="$t1 $t2 $c1 $c2"
 }
@@ -311,9 +361,10 @@ kill_phase() {
 			start_agent attach --quiet --min-ms 10 "$srv_pid"
 		else
 			what=record
-			start_agent record -o "$tmp/cut" --min-ms 10 "$srv_pid"
+			start_agent record -o "$tmp/w/cut" --min-ms 10 "$srv_pid"
 		fi
 		started[kill]=$((${started[kill]:-0} + 1))
+		started[$mode]=$((${started[$mode]:-0} + 1))
 		d=$((RANDOM % 1500))
 		sleep "$(awk -v d="$d" 'BEGIN { printf "%.3f", d / 1000 }')"
 		note_progs "$agent_pid"
@@ -325,14 +376,21 @@ kill_phase() {
 		kill -KILL "$agent_pid" 2>/dev/null
 		end_agent
 		judge "$agent_n" "$agent_rc" 137 "$agent_out"
-		# A recorder killed outright leaves a cut file that still reads
-		# back, when it got as far as making one.
-		if [ "$what" = record ] && [ -s "$tmp/cut" ]; then
-			"$lw" report "$tmp/cut" >"$tmp/report" 2>&1
-			judge "$agent_n.report" $? 0 "$tmp/report"
+		# A recorder killed outright leaves a cut file, when it got as
+		# far as making one: report reads back what is before the cut
+		# and says where it is, with exit status 2 (a damaged
+		# recording, docs/recording.md).
+		if [ "$what" = record ] && [ -s "$tmp/w/cut" ]; then
+			"$lw" report "$tmp/w/cut" >"$tmp/report" 2>&1
+			local rc=$?
+			if ! grep -q 'recording cut at offset' "$tmp/report"; then
+				crash "report of cut recording $agent_n does not say where it was cut"
+				cp "$tmp/report" "$tmp/crash.$agent_n.report"
+			fi
+			judge "$agent_n.report" $rc 2 "$tmp/report"
 			cut_read=$((cut_read + 1))
 		fi
-		rm -f "$tmp/cut"
+		rm -f "$tmp/w/cut"
 		kill -0 "$srv_pid" 2>/dev/null || break
 	done
 	win="$t1 $(now) $c1 $(cpu_of "$srv_pid")"
@@ -354,15 +412,18 @@ pair=0
 while [ $pair = 0 ] || awk -v s="$start" -v n="$(now)" -v d="$seconds" \
 	'BEGIN { exit !(n - s < d) }'; do
 	kind=${kinds[$((pair % ${#kinds[@]}))]}
-	for side in $([ $((pair % 2)) = 0 ] && echo "U O" || echo "O U"); do
+	mode=${modes[$((pair % ${#modes[@]}))]}
+	# The order turns every two pairs, so that it is not tied to the mode.
+	for side in $([ $((pair / 2 % 2)) = 0 ] && echo "U O" || echo "O U"); do
 		if [ "$side" = U ]; then
 			unobserved_phase
 		elif [ "$kind" = kill ]; then
-			kill_phase
+			# (bash says "Killed" of each agent killed, on stderr.)
+			kill_phase 2>/dev/null
 		else
 			steady_phase "$kind"
 		fi
-		echo "$pair $side $kind $win" >>"$tmp/windows"
+		echo "$pair $side $kind $mode $win" >>"$tmp/windows"
 	done
 	if ! kill -0 "$srv_pid" 2>/dev/null; then
 		crash "the target (blocky_server) is gone"
@@ -440,9 +501,11 @@ fi
 
 total_started=0
 for k in "${kinds[@]}"; do total_started=$((total_started + ${started[$k]:-0})); done
+by_mode=""
+for m in "${modes[@]}"; do by_mode="$by_mode${by_mode:+, }${started[$m]:-0} $m"; done
 echo
 echo "soak: ${elapsed} s, $pair pairs of ${phase} s phases"
-echo "cycles: $total_started agents started: ${started[attach]:-0} attach --duration," \
+echo "cycles: $total_started agents started ($by_mode): ${started[attach]:-0} attach --duration," \
 	"${started[sigint]:-0} attach + SIGINT, ${started[check]:-0} check," \
 	"${started[record]:-0} record + report, ${started[kill]:-0} attach or record + SIGKILL" \
 	"($killed_start in their start-up, $killed_watching while watching; $cut_read cut recordings read back)"
@@ -459,8 +522,8 @@ fi
 # Each window's rate, from the load's counts (interpolated at the window's
 # ends), in requests per second and per second of the target's CPU time
 # (what its own threads spent, the probes' programs running on its
-# syscalls included; other load on the machine changes it much less than
-# the wall-clock rate); then the pairs' ratios, and their medians.
+# syscalls included; other load on the machine changes it less than the
+# wall-clock rate); then the pairs' ratios, and their medians per mode.
 awk '
 function count(t,   i) {
 	if (n == 0 || t <= T[1]) return C[1]
@@ -469,13 +532,10 @@ function count(t,   i) {
 			return C[i - 1] + (C[i] - C[i - 1]) * (t - T[i - 1]) / (T[i] - T[i - 1])
 	return C[n]
 }
-function sorted(a, m, b,   i, j, x) {
+# The q-quantile of a[1..m], interpolated (0.5: the median).
+function quant(a, m, q,   b, i, j, k, x) {
 	for (i = 1; i <= m; i++) b[i] = a[i]
 	for (i = 2; i <= m; i++) { x = b[i]; for (j = i - 1; j >= 1 && b[j] > x; j--) b[j + 1] = b[j]; b[j + 1] = x }
-}
-# The q-quantile of a[1..m], interpolated (0.5: the median).
-function quant(a, m, q,   b, i, k) {
-	sorted(a, m, b)
 	k = 1 + q * (m - 1); i = int(k)
 	return i >= m ? b[m] : b[i] + (b[i + 1] - b[i]) * (k - i)
 }
@@ -483,47 +543,60 @@ function spread(a, m) {
 	return sprintf("median %.3f (quartiles %.3f, %.3f; min %.3f, max %.3f)",
 	       quant(a, m, 0.5), quant(a, m, 0.25), quant(a, m, 0.75), quant(a, m, 0), quant(a, m, 1))
 }
+# Append the ratio pair (r, rc) to the group g.
+function add(g, r, rc) {
+	ng[g]++; GR[g, ng[g]] = r; GC[g, ng[g]] = rc
+}
+function group(g, what,   i, A, B) {
+	if (!(g in ng)) return
+	for (i = 1; i <= ng[g]; i++) { A[i] = GR[g, i]; B[i] = GC[g, i] }
+	printf "  %s, %d pairs:\n    requests/s %s\n    per CPU s  %s\n", what, ng[g], spread(A, ng[g]), spread(B, ng[g])
+}
 FNR == NR { if ($1 == "t") { n++; T[n] = $2; C[n] = $4 }; next }
 {
-	req = count($5) - count($4)
-	rate = ($5 > $4) ? req / ($5 - $4) : 0
-	cpu = ($7 > $6) ? req / ($7 - $6) : 0
+	req = count($6) - count($5)
+	rate = ($6 > $5) ? req / ($6 - $5) : 0
+	cpu = ($8 > $7) ? req / ($8 - $7) : 0
 	if ($2 == "U") { u[$1] = rate; uc[$1] = cpu }
-	else { o[$1] = rate; oc[$1] = cpu; kind[$1] = $3 }
+	else { o[$1] = rate; oc[$1] = cpu; kind[$1] = $3; mode[$1] = $4 }
 	if ($1 > last) last = $1
 }
 END {
 	np = 0
-	printf "  %4s  %-7s %26s %26s\n", "pair", "kind", "requests/s: unobs  obs  ratio",
-	       "per CPU s: unobs  obs  ratio"
+	printf "  %4s  %-5s %-7s %26s %26s\n", "pair", "mode", "kind",
+	       "requests/s: unobs  obs  ratio", "per CPU s: unobs  obs  ratio"
 	for (p = 0; p <= last; p++) {
 		if (!(p in u) || !(p in o) || u[p] <= 0 || uc[p] <= 0) continue
 		r = o[p] / u[p]; rc = oc[p] / uc[p]
-		printf "  %4d  %-7s %8.0f %8.0f %7.3f   %8.0f %8.0f %7.3f\n", p + 1, kind[p],
+		printf "  %4d  %-5s %-7s %8.0f %8.0f %7.3f   %8.0f %8.0f %7.3f\n", p + 1, mode[p], kind[p],
 		       u[p], o[p], r, uc[p], oc[p], rc
-		np++; R[np] = r; RC[np] = rc; U[np] = u[p]
-		if (kind[p] != "kill") { ns++; SR[ns] = r; SRC[ns] = rc }
-		nk[kind[p]]++; K[kind[p], nk[kind[p]]] = r; KC[kind[p], nk[kind[p]]] = rc
+		np++; U[np] = u[p]
+		add(mode[p], r, rc)
+		if (kind[p] != "kill") add(mode[p] " steady", r, rc)
+		add(mode[p] " " kind[p], r, rc)
 		if (np == 1) ufirst = u[p]
 		ulast = u[p]
 	}
 	if (np == 0) { print "throughput: no complete pair"; exit }
-	printf "throughput observed / unobserved, requests/s: %s over %d pairs\n", spread(R, np), np
-	printf "throughput observed / unobserved, requests per CPU second of the target: %s\n", spread(RC, np)
-	if (ns > 0)
-		printf "  steady watching only (attach, sigint, check, record; %d pairs): requests/s %.3f, per CPU second %.3f (medians)\n",
-		       ns, quant(SR, ns, 0.5), quant(SRC, ns, 0.5)
+	print "throughput observed / unobserved (the pairs\x27 ratios):"
+	group("root", "root (rings and kernel probes), every kind")
+	group("root steady", "root, steady watching (attach, sigint, check, record)")
+	group("rings", "rings alone, every kind")
+	group("rings steady", "rings alone, steady watching (attach, sigint, check, record)")
 	line = ""
-	for (k in nk) {
-		delete S; delete SC
-		for (i = 1; i <= nk[k]; i++) { S[i] = K[k, i]; SC[i] = KC[k, i] }
-		line = line sprintf("%s%s %.3f / %.3f (%d)", (line == "" ? "" : ", "), k,
-		       quant(S, nk[k], 0.5), quant(SC, nk[k], 0.5), nk[k])
-	}
-	print "  by kind, median requests/s / per CPU second (pairs): " line
+	for (g in ng)
+		if (split(g, w, " ") == 2 && w[2] != "steady")
+			line = line sprintf("%s%s %.3f/%.3f (%d)", (line == "" ? "" : ", "), g,
+			       quant2(g, 1), quant2(g, 2), ng[g])
+	print "  by mode and kind, medians per second / per CPU second (pairs): " line
 	printf "  unobserved: median %.0f requests/s; first pair %.0f, last pair %.0f (ratio %.3f)\n",
 	       quant(U, np, 0.5), ufirst, ulast, (ufirst > 0 ? ulast / ufirst : 0)
 	print "  (attach, sigint, check, record: from the attached line on, start-up left out; kill: whole phases, start-ups in)"
+}
+# The median of group g: of its ratios per second (which 1) or per CPU second (2).
+function quant2(g, which,   i, A) {
+	for (i = 1; i <= ng[g]; i++) A[i] = (which == 1 ? GR[g, i] : GC[g, i])
+	return quant(A, ng[g], 0.5)
 }' "$tmp/load" "$tmp/windows"
 
 [ $crashes = 0 ] && [ $leaked = 0 ] && [ $consistent = 1 ]

@@ -598,12 +598,13 @@ TEST_T(soak_agent_maps_ring_read_only, 60)
  * bench/soak.sh for 36 s in phases of 3 s: blocky_server under load,
  * watched and not in turn, by loopwatch attach ending by itself, attach
  * detached with SIGINT, agents killed at random moments, check and record
- * (their files read back).  It must end with no crash (every agent's exit
- * status the one expected, no sanitizer report, the target alive, no
- * request failed), no BPF program left (as root), and the target's count
- * of requests served equal to the requests made.  The throughput it
- * prints, observed against unobserved, is a figure, never held to a
- * bound here: bench/README.md has the 10-minute run.
+ * (their files read back); as root, by an agent as root (rings and kernel
+ * probes) and one as nobody (the rings alone) in turn.  It must end with no
+ * crash (every agent's exit status the one expected, no sanitizer report, the
+ * target alive, no request failed), no BPF program left (as root), and the
+ * target's count of requests served equal to the requests made.  The throughput
+ * it prints, observed against unobserved, is a figure, never held to a bound
+ * here: bench/README.md has the 10-minute run.
  */
 TEST_T(soak_short, 240)
 {
@@ -638,8 +639,7 @@ TEST_T(soak_short, 240)
 	ASSERT(strstr(text, " 0 check") == NULL);
 	ASSERT(strstr(text, " 0 record + report") == NULL);
 	ASSERT(strstr(text, " 0 attach or record + SIGKILL") == NULL);
-	ASSERT(strstr(text, "throughput observed / unobserved, requests/s: ") !=
-	       NULL);
+	ASSERT(strstr(text, "\nthroughput observed / unobserved") != NULL);
 }
 
 /* ---- overload ---- */
