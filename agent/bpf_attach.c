@@ -1507,6 +1507,15 @@ int lw_attach_run(const struct lw_attach_opts *o)
 		goto out;
 	}
 
+	/* Read from here on: the cursors are placed after the slow start
+	 * (probes, symbols), so that the start costs no records; and before
+	 * the first line is written, so that nothing a user does after seeing
+	 * it is missed, even where the line goes out at once (stderr with
+	 * --json, a terminal). */
+	for (size_t i = 0; i < st->nloops; i++)
+		if (st->loops[i].ring != NULL)
+			lw_rr_cursor_init(st->loops[i].ring, &st->loops[i].cur,
+					  0);
 	/* The first line says what is watched with what, and why not more. */
 	fprintf(st->say,
 		"attached to PID %d (%s): %zu loop%s with rings, kernel probes "
@@ -1536,14 +1545,6 @@ int lw_attach_run(const struct lw_attach_opts *o)
 				"stalls: %s\n",
 				swhy);
 	}
-	/* Read from here on: the cursors are placed after the slow start
-	 * (probes, symbols), so that the start costs no records; and before the
-	 * first line is out, so that nothing a user does after seeing it is
-	 * missed. */
-	for (size_t i = 0; i < st->nloops; i++)
-		if (st->loops[i].ring != NULL)
-			lw_rr_cursor_init(st->loops[i].ring, &st->loops[i].cur,
-					  0);
 	fflush(st->say);
 
 	struct sigaction sa = { .sa_handler = on_signal }, old_int, old_term;

@@ -91,6 +91,20 @@ const lw_model_info_t *lw_model_info(const lw_model_t *m)
 	return &m->info;
 }
 
+uint64_t lw_model_end_ns(const lw_model_t *m)
+{
+	return m->info.end_ns ? m->info.end_ns : m->info.seen_ns;
+}
+
+/* Note a time an item carried (untrusted from a file: a sum that wraps is
+ * left out). */
+static void seen(lw_model_t *m, uint64_t start, uint64_t duration)
+{
+	uint64_t t = start + duration;
+	if (t >= start && t > m->info.seen_ns)
+		m->info.seen_ns = t;
+}
+
 /* ---- loops ---- */
 
 const lw_model_loop_t *lw_model_loop_by_id(const lw_model_t *m, uint32_t id)
@@ -292,6 +306,7 @@ void lw_model_callback(lw_model_t *m, const lw_rec_callback_t *c)
 	lw_model_site_t *s = site_get(m, c->loop_id, c->site_id);
 	lw_model_loop_t *l = loop_get(m, c->loop_id);
 
+	seen(m, c->start_ns, c->duration_ns);
 	if (l != NULL) {
 		l->records++;
 		l->busy_from_records += c->duration_ns;
@@ -332,6 +347,7 @@ void lw_model_kevent(lw_model_t *m, const lw_rec_kevent_t *k)
 	lw_model_loop_t *l = loop_get(m, k->loop_id);
 	lw_model_site_t *s;
 
+	seen(m, k->start_ns, k->duration_ns);
 	if (l == NULL)
 		return;
 	if (k->kind == LW_BPF_EV_SPAN) {
@@ -415,6 +431,7 @@ void lw_model_counters(lw_model_t *m, const lw_rec_counters_t *c)
 {
 	lw_model_loop_t *l = loop_get(m, c->loop_id);
 
+	seen(m, c->now_ns, 0);
 	if (l == NULL)
 		return;
 	if (!l->have_counters) {

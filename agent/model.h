@@ -150,9 +150,15 @@ typedef struct lw_model_info {
 	uint64_t kernel_lost; /* kernel events lost */
 	uint64_t sites_dropped; /* sites past LW_MODEL_SITES_MAX */
 	int ended; /* an end record (or lw_model_end) was seen */
+	/* The latest time a callback, kernel event or counters reading
+	 * carried: where a recording cut before its end record ends. */
+	uint64_t seen_ns;
 } lw_model_info_t;
 
 const lw_model_info_t *lw_model_info(const lw_model_t *m);
+/* When the watch ended: its end (lw_model_end, a recording's end record),
+ * else the latest time seen (a cut recording); 0 if nothing was seen. */
+uint64_t lw_model_end_ns(const lw_model_t *m);
 
 size_t lw_model_nloops(const lw_model_t *m);
 const lw_model_loop_t *lw_model_loop_at(const lw_model_t *m, size_t i);

@@ -146,7 +146,7 @@ void lw_report_text(const lw_model_t *m, const struct lw_report_opts *o,
 	size_t top = o->top ? o->top : TOP_DEFAULT;
 	size_t n = lw_model_nsites(m);
 	const lw_model_site_t **sorted = malloc((n ? n : 1) * sizeof(*sorted));
-	uint64_t end = o->now_ns ? o->now_ns : info->end_ns;
+	uint64_t end = o->now_ns ? o->now_ns : lw_model_end_ns(m);
 	char a[32], b[32], c[32], d[32], e[32], f[32];
 
 	if (sorted == NULL)
@@ -343,7 +343,7 @@ void lw_report_json(const lw_model_t *m, const struct lw_report_opts *o,
 		    const char *type, uint64_t seq, lw_json_t *j)
 {
 	const lw_model_info_t *info = lw_model_info(m);
-	uint64_t end = o->now_ns ? o->now_ns : info->end_ns;
+	uint64_t end = o->now_ns ? o->now_ns : lw_model_end_ns(m);
 	size_t n = lw_model_nsites(m);
 	const lw_model_site_t **sorted = malloc((n ? n : 1) * sizeof(*sorted));
 

@@ -39,6 +39,11 @@
 # second; and the target's rate alone, under attach and under top.  Its
 # settings are TOP_* (see the script).
 #
+# Part 6, on demand only (BENCH_PARTS=soak; bench/soak.sh, SOAK_SECONDS,
+# 600 by default, and its own SOAK_* settings): attach / detach / kill
+# cycles against blocky_server under load; crashes, leaked BPF programs,
+# and the target's throughput observed / unobserved.
+#
 # A ratio below 1 means loopwatch is faster.  Nothing here is a timed
 # assertion: the script exits 0 unless a program is missing or fails.
 #
@@ -46,7 +51,8 @@
 # the storm and the pipe ring, default 10), BENCH_MICRO_PAIRS (pairs of the
 # microbenchmark, default 5), BENCH_AB_RUNS (runs of ring_ab_lw, default
 # 3), BENCH_PARTS ("peers ring kprobes sustain top", the default, or
-# some of them), BENCH_REPS and BENCH_DIV (passed on to the programs of part
+# some of them, or "soak", which runs only when named), BENCH_REPS and
+# BENCH_DIV (passed on to the programs of part
 # 1 and to the pipe ring: repetitions, and a divisor of every count for a
 # quick smoke run; BENCH_DIV divides part 2's counts too), BENCH_RAW=FILE
 # (keep every figure of part 1 in FILE, of part 2 in FILE.ring, of part 3
@@ -515,5 +521,13 @@ fi
 if has_part top; then
 	echo
 	bash "$(dirname "$0")/top.sh" "$dir" || fail=1
+fi
+
+# ---------------------------------------------------------------------------
+# Part 6, only when BENCH_PARTS names it: the soak (bench/soak.sh takes the
+# build folder, the parent of the bench folder).
+if has_part soak; then
+	echo
+	bash "$(dirname "$0")/soak.sh" "$dir/.." "${SOAK_SECONDS:-600}" || fail=1
 fi
 exit $fail

@@ -113,7 +113,7 @@ struct server {
 	atomic_int holder_stop;
 	struct client *clients;
 	struct request *requests;
-	uint64_t served;
+	uint64_t served; /* requests answered by a handler (printed at exit) */
 };
 
 /* The handlers and their work, named in stacks: hence not static. */
@@ -723,7 +723,8 @@ static void usage(FILE *f)
 		"\n"
 		"When ready it prints \"" PROG
 		" listening on HOST:PORT (pid N)\".\n"
-		"SIGINT or SIGTERM stop it cleanly (exit status 0).\n");
+		"SIGINT or SIGTERM stop it cleanly (exit status 0), after "
+		"it prints\n\"" PROG ": served N requests\".\n");
 }
 
 static int parse_num(const char *s, unsigned long max, unsigned long *out)
@@ -988,8 +989,10 @@ int main(int argc, char **argv)
 		fprintf(stderr, PROG ": the loop failed: %s\n", strerror(-r));
 	else
 		status = 0;
-	if (srv.opt.verbose)
-		printf(PROG ": served %" PRIu64 " requests\n", srv.served);
+	/* Whoever drove the load can hold its own count against this one
+	 * (the soak tests do). */
+	printf(PROG ": served %" PRIu64 " requests\n", srv.served);
+	fflush(stdout);
 
 out:
 	if (srv.holder_started) {

@@ -7,6 +7,9 @@
 #include "lwtest_proc.h"
 
 #include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <ctype.h>
+#include <dirent.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -117,4 +120,64 @@ pid_t lwt_start_blocky(uint16_t *port, int *fd)
 	pid_t pid = lwt_start_listener(argv, "listening on", port, fd);
 	free(argv[0]);
 	return pid;
+}
+
+/* Add the prog_id of every fd of pid to ids. */
+static size_t held_by(pid_t pid, unsigned *ids, size_t n, size_t max)
+{
+	char path[64];
+	struct dirent *d;
+
+	snprintf(path, sizeof(path), "/proc/%d/fdinfo", (int)pid);
+	DIR *dir = opendir(path);
+	if (dir == NULL)
+		return n; /* gone meanwhile */
+	while ((d = readdir(dir)) != NULL && n < max) {
+		char p[600], l[256];
+		snprintf(p, sizeof(p), "%s/%s", path, d->d_name);
+		FILE *f = fopen(p, "r");
+		if (f == NULL)
+			continue; /* closed meanwhile, or "." */
+		while (fgets(l, sizeof(l), f))
+			if (strncmp(l, "prog_id:", 8) == 0 && n < max)
+				ids[n++] = (unsigned)strtoul(l + 8, NULL, 10);
+		fclose(f);
+	}
+	closedir(dir);
+	return n;
+}
+
+size_t lwt_bpf_progs_held(pid_t pid, unsigned *ids, size_t max)
+{
+	struct dirent *d;
+	size_t n = 0;
+
+	if (pid > 0)
+		return held_by(pid, ids, 0, max);
+	DIR *proc = opendir("/proc");
+	ASSERT(proc != NULL);
+	while ((d = readdir(proc)) != NULL)
+		if (isdigit((unsigned char)d->d_name[0]))
+			n = held_by((pid_t)atoi(d->d_name), ids, n, max);
+	closedir(proc);
+	return n;
+}
+
+size_t lwt_bpf_progs_all(unsigned *ids, size_t max)
+{
+	__u32 id = 0;
+	size_t n = 0;
+
+	while (n < max && bpf_prog_get_next_id(id, &id) == 0)
+		ids[n++] = id;
+	return n;
+}
+
+int lwt_bpf_prog_alive(unsigned id)
+{
+	int fd = bpf_prog_get_fd_by_id(id);
+	if (fd < 0)
+		return 0;
+	close(fd);
+	return 1;
 }

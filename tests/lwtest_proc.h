@@ -33,4 +33,13 @@ pid_t lwt_start_blocky(uint16_t *port, int *fd);
  * not exit normally.  The output is copied to stderr for the test log. */
 int lwt_loopwatch(char **args, char *out, size_t cap);
 
+/* BPF programs, as root.  The ids that process pid holds through its fds,
+ * programs and links alike (from /proc/PID/fdinfo), or with pid 0 the ids
+ * that any process holds; a program may appear more than once. */
+size_t lwt_bpf_progs_held(pid_t pid, unsigned *ids, size_t max);
+/* The ids of every BPF program loaded now, in ascending order. */
+size_t lwt_bpf_progs_all(unsigned *ids, size_t max);
+/* Whether BPF program id is still loaded. */
+int lwt_bpf_prog_alive(unsigned id);
+
 #endif /* LWTEST_PROC_H */

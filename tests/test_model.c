@@ -126,6 +126,44 @@ TEST(model_sites_quantiles_shares)
 	lw_model_free(m);
 }
 
+/* A recording cut before its end record ends at the latest time it holds
+ * (a callback's end, a kernel event's, a counters reading), not at 0: its
+ * summary says how long it covers. */
+TEST(model_cut_recording_ends_at_latest_time)
+{
+	lw_model_t *m = lw_model_new();
+	char text[4096];
+
+	ASSERT(m != NULL);
+	lw_rec_header_t h = { .pid = 7, .comm = "cut", .mono_ns = 1000000000 };
+	lw_model_header(m, &h);
+	lw_rec_loop_t l = { .id = 1, .tid = 7, .name = "main" };
+	lw_model_loop(m, &l);
+	ASSERT_EQ(lw_model_end_ns(m), 0);
+	feed(m, 1, 1500000000, 10000000);
+	lw_rec_counters_t c = { .loop_id = 1, .now_ns = 2000000000 };
+	lw_model_counters(m, &c);
+	feed(m, 1, 2400000000, 100000000);
+	/* An earlier one, and a hostile one whose end wraps: no change. */
+	feed(m, 1, 1200000000, 1000);
+	feed(m, 1, UINT64_MAX - 5, 10);
+	ASSERT_EQ(lw_model_end_ns(m), 2500000000);
+	ASSERT(!lw_model_info(m)->ended);
+
+	FILE *f = fmemopen(text, sizeof(text), "w");
+	ASSERT(f != NULL);
+	struct lw_report_opts ro = { 0 };
+	lw_report_text(m, &ro, f);
+	fclose(f);
+	ASSERT(strstr(text, "summary: PID 7 (cut), 1.5 s,") != NULL);
+
+	/* The end record, when there is one, wins. */
+	lw_rec_end_t e = { .end_ns = 3000000000 };
+	lw_model_end(m, &e);
+	ASSERT_EQ(lw_model_end_ns(m), 3000000000);
+	lw_model_free(m);
+}
+
 TEST(model_check_budgets_and_allow)
 {
 	lw_model_t *m = sample_model();

@@ -39,6 +39,14 @@
  *                site appears, "born_late" (a timer every 10 ms), and alpha
  *                is renamed "alpha_renamed".  Prints `fn alpha ADDR` and
  *                `fn born_late ADDR`.
+ *   flood        "flood": idle until SIGUSR1 ("go"), which prints `go N`
+ *                (the records its loop wrote before it) and starts eight
+ *                next_tick chains ("flood") as fast as the loop goes;
+ *                SIGUSR2 ("halt") ends them, and the last callback of the
+ *                last chain prints `done N M`: the records the loop will
+ *                have written once it returns, from lw_loop_stats() (N)
+ *                and from this program's own count of its callbacks (M).
+ *                No timer runs, so from then on the loop writes nothing.
  *
  * LOOPWATCH=off and LOOPWATCH_RING_SIZE=N in the environment act on the ring
  * as they do in any program built on libloopwatch.
@@ -90,8 +98,13 @@ static void print_fn(const char *name, lw_fn fn)
 
 /* ---- ready: the loop's first callback ---- */
 
+/* Every callback of the flood mode, counted by the callbacks themselves
+ * (the ready tick too). */
+static uint64_t own_calls;
+
 static void ready_cb(lw_loop_t *loop, void *arg)
 {
+	own_calls++;
 	printf("ready %d\n", (int)getpid());
 	fflush(stdout);
 }
@@ -274,12 +287,59 @@ static void usr1_cb(lw_signal_t *w, void *arg, int signum)
 	      "rename a site");
 }
 
+/* ---- flood ---- */
+
+static int flood_halting;
+static int flood_chains; /* chains still running */
+
+/* The callbacks the loop has invoked, this one included: the records it
+ * will have written once this one returns. */
+static uint64_t loop_calls(lw_loop_t *loop)
+{
+	lw_loop_stats_t s;
+	lw_loop_stats(loop, &s);
+	return s.callbacks;
+}
+
+static void flood_cb(lw_loop_t *loop, void *arg)
+{
+	own_calls++;
+	if (!flood_halting) {
+		check(lw_next_tick(loop, flood_cb, arg), "queue a tick");
+		return;
+	}
+	if (--flood_chains == 0) {
+		printf("done %llu %llu\n", (unsigned long long)loop_calls(loop),
+		       (unsigned long long)own_calls);
+		fflush(stdout);
+	}
+}
+
+static void go_cb(lw_signal_t *w, void *arg, int signum)
+{
+	lw_loop_t *loop = arg;
+	own_calls++;
+	if (flood_chains > 0 || flood_halting)
+		return;
+	printf("go %llu %llu\n", (unsigned long long)loop_calls(loop) - 1,
+	       (unsigned long long)own_calls - 1);
+	fflush(stdout);
+	for (flood_chains = 0; flood_chains < STORM_CHAINS; flood_chains++)
+		check(lw_next_tick(loop, flood_cb, NULL), "queue a tick");
+}
+
+static void halt_cb(lw_signal_t *w, void *arg, int signum)
+{
+	own_calls++;
+	flood_halting = 1;
+}
+
 /* ------------------------------------------------------------------------ */
 
 static int usage(void)
 {
 	fprintf(stderr, "usage: ring_target sleep50|late|stuck SECS|storm|"
-			"fork|defer|sites|hostile\n");
+			"fork|defer|sites|hostile|flood\n");
 	return 2;
 }
 
@@ -348,6 +408,17 @@ int main(int argc, char **argv)
 		      "name a site");
 		check(lw_signal_start(loop, SIGUSR1, usr1_cb, loop, NULL),
 		      "watch SIGUSR1");
+	} else if (strcmp(mode, "flood") == 0) {
+		loop = make_loop(mode);
+		check(lw_site_name(loop, LW_FN(flood_cb), "flood"),
+		      "name a site");
+		check(lw_site_name(loop, LW_FN(go_cb), "go"), "name a site");
+		check(lw_site_name(loop, LW_FN(halt_cb), "halt"),
+		      "name a site");
+		check(lw_signal_start(loop, SIGUSR1, go_cb, loop, NULL),
+		      "watch SIGUSR1");
+		check(lw_signal_start(loop, SIGUSR2, halt_cb, loop, NULL),
+		      "watch SIGUSR2");
 	} else {
 		return usage();
 	}
