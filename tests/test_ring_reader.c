@@ -5,6 +5,7 @@
  * letter, so the reader is tested without libloopwatch's writer.  The
  * attach tests use real processes. */
 #include "lwtest.h"
+#include "lwtest_proc.h"
 #include "loopwatch.h"
 #include "loopwatch_ring.h"
 #include "proc.h"
@@ -1140,6 +1141,11 @@ static int run_loopwatch(char *out, size_t outlen, const char *const *args)
 	return WEXITSTATUS(status);
 }
 
+static void kill_target(void *pid)
+{
+	kill(*(pid_t *)pid, SIGKILL);
+}
+
 TEST_T(rr_cli_dump, 60)
 {
 	static char out[1 << 16];
@@ -1164,15 +1170,12 @@ TEST_T(rr_cli_dump, 60)
 	ASSERT(strstr(out, " timer ") != NULL);
 	ASSERT(strstr(out, "late ") != NULL);
 
-	/* The target is killed while we watch: one line that says so, exit
-	 * 0. */
-	if (fork() == 0) {
-		usleep(300 * 1000);
-		kill(pid, SIGKILL);
-		_exit(0);
-	}
+	/* The target is killed while we watch (once dump says it is
+	 * attached): one line that says so, exit 0. */
 	const char *watch[] = { "dump", pidbuf, NULL };
-	ASSERT_EQ(run_loopwatch(out, sizeof(out), watch), 0);
+	ASSERT_EQ(lwt_loopwatch_on((char **)watch, out, sizeof(out),
+				   "attached to PID", kill_target, &pid),
+		  0);
 	char killed[64];
 	snprintf(killed, sizeof(killed),
 		 "\nloopwatch: process %d was killed by SIGKILL", (int)pid);
