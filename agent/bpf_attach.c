@@ -971,6 +971,24 @@ static void in_syscall_now(pid_t pid, uint32_t tid, char *buf, size_t len)
  * here, with the syscall it sleeps in written into sys; NULL when it runs
  * on a CPU (its samples tell) or no snapshot can be had.  Without the
  * kernel probes, /proc names the syscall at least. */
+/* The snapshot program, loaded once: at the attach when stuck callbacks
+ * are to be told (its load takes a fifth of a second, which the first
+ * report would otherwise wait for), else at the first one. */
+static void open_snap(struct state *st)
+{
+	char why[256];
+
+	if (st->snap != NULL || st->snap_tried || st->bpf == NULL ||
+	    st->ks.uw == NULL)
+		return;
+	st->snap_tried = 1;
+	if (lw_snap_open(&st->snap, why, sizeof(why)) < 0)
+		fprintf(stderr,
+			"loopwatch: no stacks of stuck callbacks that sleep: "
+			"%s\n",
+			why);
+}
+
 static char *snap_stack(struct state *st, uint32_t tid, char *sys, size_t len)
 {
 	struct lw_bpf_ustack *us;
@@ -982,14 +1000,7 @@ static char *snap_stack(struct state *st, uint32_t tid, char *sys, size_t len)
 		in_syscall_now(st->o->pid, tid, sys, len);
 		return NULL;
 	}
-	if (st->snap == NULL && !st->snap_tried) {
-		st->snap_tried = 1;
-		if (lw_snap_open(&st->snap, why, sizeof(why)) < 0)
-			fprintf(stderr,
-				"loopwatch: no stacks of stuck callbacks that "
-				"sleep: %s\n",
-				why);
-	}
+	open_snap(st);
 	if (st->snap == NULL) {
 		in_syscall_now(st->o->pid, tid, sys, len);
 		return NULL;
@@ -1094,6 +1105,17 @@ static void check_stuck(struct state *st, uint64_t now)
 		const char *stack = NULL;
 		if (l->tid != 0)
 			snapped = snap_stack(st, l->tid, sys, sizeof(sys));
+		/* The snapshot shows the callback only if the callback still
+		 * runs after it: one that ended in between (a slow agent)
+		 * would be shown where its thread went next, the loop's
+		 * wait.  It is no longer stuck then, and its end is told as
+		 * a slow callback. */
+		lw_rr_current_t after;
+		if (lw_rr_current(l->ring, &after) < 0 || !after.running ||
+		    after.start_ns != cur.start_ns) {
+			free(snapped);
+			continue;
+		}
 		stack = snapped;
 		if (stack == NULL && sys[0] == '\0' && l->tid != 0)
 			stack = latest_sample(st, l->tid, cur.start_ns);
@@ -1479,6 +1501,8 @@ int lw_attach_run(const struct lw_attach_opts *o)
 	 * longer than a default ring lasts at a million callbacks a second:
 	 * load them now. */
 	lw_sym_preload(st->ks.sym);
+	if (o->stuck_ns != 0 || o->budget != NULL)
+		open_snap(st);
 	st->join = lw_join_new(JOIN_CAP);
 	if (st->join == NULL) {
 		fprintf(stderr, "loopwatch: cannot allocate memory\n");
