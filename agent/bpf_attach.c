@@ -1260,16 +1260,37 @@ static size_t find_threads(struct state *st)
 	return st->nloops - before;
 }
 
-static int cannot_attach(pid_t pid, int err, const char *why)
+int lw_attach_refused(pid_t pid, int err, const char *why)
 {
+	uid_t u[4];
+	gid_t g[4];
+	char user[128];
+
 	fprintf(stderr, "loopwatch: cannot attach to PID %d: %s\n", (int)pid,
 		why);
 	if (err == -ESRCH)
 		fprintf(stderr, "loopwatch: hint: check the pid with "
 				"'loopwatch list' or ps\n");
+	else if (err == -EACCES && lw_proc_ids(pid, u, g) == 0 && u[1] == 0)
+		fprintf(stderr, "loopwatch: hint: run loopwatch as root\n");
+	else if (err == -EACCES && lw_proc_ids(pid, u, g) == 0 &&
+		 u[1] == geteuid())
+		fprintf(stderr,
+			"loopwatch: hint: run loopwatch with the process's "
+			"group, gid %lu, or as root\n",
+			(unsigned long)g[1]);
+	else if (err == -EACCES && lw_proc_ids(pid, u, g) == 0)
+		fprintf(stderr,
+			"loopwatch: hint: run loopwatch as the process's "
+			"user, %s, or as root\n",
+			lw_proc_user_name(u[1], user, sizeof(user)));
 	else if (err == -EACCES)
-		fprintf(stderr, "loopwatch: hint: run loopwatch as the same "
-				"user as the process, or as root\n");
+		fprintf(stderr, "loopwatch: hint: run loopwatch as the "
+				"process's user, or as root\n");
+	else if (err == -EPERM)
+		fprintf(stderr, "loopwatch: hint: run loopwatch as root (it "
+				"has CAP_SYS_PTRACE), or leave the process "
+				"dumpable\n");
 	return EXIT_USAGE;
 }
 
@@ -1454,7 +1475,7 @@ int lw_attach_run(const struct lw_attach_opts *o)
 	if (r < 0) {
 		lw_model_free(st->model);
 		free(st);
-		return cannot_attach(o->pid, r, why);
+		return lw_attach_refused(o->pid, r, why);
 	}
 	st->fate = lw_fate_new(st->p);
 	if (st->fate == NULL) {

@@ -117,20 +117,6 @@ static void print_command_help(const struct command *cmd)
 	       cmd->summary, cmd->help);
 }
 
-/* Say why attaching failed, with a hint at the fix; exit code 2. */
-static int cannot_attach(pid_t pid, int err, const char *why)
-{
-	fprintf(stderr, "loopwatch: cannot attach to PID %d: %s\n", (int)pid,
-		why);
-	if (err == -ESRCH)
-		fprintf(stderr, "loopwatch: hint: check the pid with "
-				"'loopwatch list' or ps\n");
-	else if (err == -EACCES)
-		fprintf(stderr, "loopwatch: hint: run loopwatch as the same "
-				"user as the process, or as root\n");
-	return EXIT_USAGE;
-}
-
 /* ---- list ---- */
 
 struct list_state {
@@ -148,7 +134,7 @@ static int list_one(pid_t pid, void *arg)
 	if (pid == ls->self)
 		return 0;
 	int r = lw_rr_attach(pid, &p, why, sizeof(why));
-	if (r == -EACCES) {
+	if (r == -EACCES || r == -EPERM) {
 		ls->denied++;
 		return 0;
 	}
@@ -423,7 +409,7 @@ static int cmd_dump(int argc, char **argv)
 	char why[512];
 	int r = lw_rr_attach(pid, &p, why, sizeof(why));
 	if (r < 0)
-		return cannot_attach(pid, r, why);
+		return lw_attach_refused(pid, r, why);
 	if (p->nrings == 0) {
 		if (p->nskipped > 0)
 			fprintf(stderr,

@@ -956,6 +956,13 @@ TEST(rr_attach_errors)
 	ASSERT(strstr(why, "no such process") != NULL);
 	ASSERT_EQ(lw_rr_attach(0, &p, why, sizeof(why)), -ESRCH);
 	ASSERT_EQ(lw_rr_attach(-1, &p, why, sizeof(why)), -ESRCH);
+	/* kthreadd (2 in the first pid namespace): no user space. */
+	ASSERT_EQ(lw_proc_kernel_thread(2), 1);
+	ASSERT_EQ(lw_proc_kernel_thread(getpid()), 0);
+	ASSERT_EQ(lw_proc_kernel_thread(dead_pid()), -ESRCH);
+	ASSERT_EQ(lw_rr_attach(2, &p, why, sizeof(why)), -EINVAL);
+	ASSERT(p == NULL);
+	ASSERT(strstr(why, "kernel thread (kthreadd)") != NULL);
 
 	/* This process has no rings: attached, none found, said why. */
 	why[0] = '\0';
