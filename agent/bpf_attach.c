@@ -1173,11 +1173,9 @@ static struct lw_bpf *open_probes(struct state *st)
 	}
 	return b;
 fail:
+	/* Said by the caller: in one line with the rest when there is
+	 * nothing else to watch. */
 	snprintf(st->kprobes_why, sizeof(st->kprobes_why), "%s", why);
-	fprintf(stderr,
-		"loopwatch: kernel probes unavailable (%s); continuing with "
-		"the rings alone\n",
-		why);
 	return NULL;
 }
 
@@ -1225,21 +1223,27 @@ static const char *wait_name(uint32_t flags)
 	return "?";
 }
 
-/* The loop threads of a process without rings: --tid, or those seen in
- * an event wait.  Returns how many were added. */
-static size_t find_threads(struct state *st)
+/* The threads of a process without rings (or with --tid) seen in an event
+ * wait, in found: how many, or a negative errno and why.  Looked for before
+ * the first line, so that a process with nothing to watch gets one line
+ * that says so. */
+static int detect_threads(struct state *st, lw_loop_thread_t *found, char *why,
+			  size_t whylen)
 {
-	lw_loop_thread_t found[MAX_DETECTED];
-	char why[256], how[128];
-	size_t before = st->nloops;
-	int n = lw_threads_detect(st->o->pid, 10, 10, found, MAX_DETECTED, why,
-				  sizeof(why));
+	if (st->p->nrings > 0 && st->o->tid == 0)
+		return 0;
+	return lw_threads_detect(st->o->pid, 10, 10, found, MAX_DETECTED, why,
+				 whylen);
+}
 
-	if (n < 0) {
-		fprintf(stderr,
-			"loopwatch: cannot detect the loop threads: %s\n", why);
-		n = 0;
-	}
+/* Watch the threads detect_threads found (n of them), or the one --tid
+ * names.  Returns how many were added. */
+static size_t find_threads(struct state *st, const lw_loop_thread_t *found,
+			   int n)
+{
+	char how[128];
+	size_t before = st->nloops;
+
 	if (st->o->tid > 0) {
 		uint32_t wait = LW_BPF_WAIT_EPOLL;
 		for (int i = 0; i < n; i++)
@@ -1488,6 +1492,8 @@ int lw_attach_run(const struct lw_attach_opts *o)
 			 st->p->nskipped
 				 ? st->p->skipped_why
 				 : "the process has no loopwatch rings");
+	/* Nothing to watch is said in one line (and a hint), before
+	 * anything else. */
 	if (st->p->nrings == 0 && st->bpf == NULL) {
 		fprintf(stderr,
 			"loopwatch: cannot attach to PID %d: no loopwatch "
@@ -1502,6 +1508,30 @@ int lw_attach_run(const struct lw_attach_opts *o)
 		rc = EXIT_USAGE;
 		goto out;
 	}
+	lw_loop_thread_t found[MAX_DETECTED];
+	char twhy[256] = "";
+	int nfound = detect_threads(st, found, twhy, sizeof(twhy));
+	if (st->p->nrings == 0 && o->tid == 0 && nfound <= 0) {
+		fprintf(stderr,
+			"loopwatch: cannot attach to PID %d: no loopwatch "
+			"rings (%s), and %s\n",
+			(int)o->pid,
+			st->p->nskipped ? st->p->skipped_why : "none found",
+			nfound < 0 ? twhy
+				   : "no thread of it waits in epoll, poll or "
+				     "select");
+		if (nfound == 0)
+			fprintf(stderr, "loopwatch: hint: name the loop "
+					"thread with --tid TID\n");
+		rc = EXIT_USAGE;
+		goto out;
+	}
+	/* What is missing, and why, in one line (the rings are there). */
+	if (st->bpf == NULL)
+		fprintf(stderr,
+			"loopwatch: kernel probes unavailable (%s); continuing "
+			"with the rings alone\n",
+			st->kprobes_why);
 	for (size_t i = 0; i < st->p->nrings; i++) {
 		struct loop *l = add_loop(st);
 		l->ring = st->p->rings[i];
@@ -1560,18 +1590,12 @@ int lw_attach_run(const struct lw_attach_opts *o)
 		st->bpf ? "on" : "off", ms(o->min_ns));
 	for (size_t i = 0; i < st->nloops; i++)
 		emit_loop(st, &st->loops[i]);
-	if ((st->p->nrings == 0 || o->tid > 0) && find_threads(st) == 0) {
+	if (nfound < 0)
 		fprintf(stderr,
-			"loopwatch: cannot attach to PID %d: no loopwatch "
-			"rings (%s), and no thread of it waits in epoll, poll "
-			"or select\n"
-			"loopwatch: hint: name the loop thread with --tid "
-			"TID\n",
-			(int)o->pid,
-			st->p->nskipped ? st->p->skipped_why : "none found");
-		rc = EXIT_USAGE;
-		goto out;
-	}
+			"loopwatch: cannot detect the loop threads: %s\n",
+			twhy);
+	if (st->p->nrings == 0 || o->tid > 0)
+		find_threads(st, found, nfound < 0 ? 0 : nfound);
 	watch_new_threads(st);
 	if (st->bpf) {
 		const char *swhy;
