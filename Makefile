@@ -1,7 +1,10 @@
 # loopwatch - one build for everything.
 #
 #   make              build the library, tests, examples and benchmarks
-#   make check        all tests: plain, ASan+UBSan, TSan; last line is the sum
+#   make check        all tests: plain, ASan+UBSan, TSan, valgrind, fuzz;
+#                     last line is the sum
+#   make valgrind     the agent under memcheck, attached for VALGRIND_SECONDS
+#                     (300) to a server under requests
 #   make demo         the main demo
 #   make bench        benchmarks against libuv, libev and libevent (ratios)
 #   make install      PREFIX=/usr/local (DESTDIR honoured)
@@ -136,7 +139,7 @@ DEPS_OK := $(BUILD)/.deps-ok
 .SECONDARY:
 
 .PHONY: all lib agent tests examples bench-build check demo bench install \
-	clean deps format fuzz fuzz-build
+	clean deps format fuzz fuzz-build valgrind
 
 all: lib agent tests examples bench-build
 
@@ -275,6 +278,10 @@ $(BUILD)/bench/floor_lw: $(BUILD)/obj/bench/floor_lw.o
 
 check: all
 	$(Q)bash tests/check.sh "$(BUILD)"
+
+VALGRIND_SECONDS ?= 300
+valgrind: agent examples
+	$(Q)bash tests/valgrind.sh "$(BUILD)" "$(VALGRIND_SECONDS)"
 
 demo: all
 	$(Q)bash tools/demo.sh "$(BUILD)"

@@ -84,4 +84,9 @@ struct lw_attach_opts {
  * write the recording (the reason on stderr). */
 int lw_attach_run(const struct lw_attach_opts *o);
 
+/* Say on stderr that pid cannot be watched, after lw_rr_attach (ring_reader.h)
+ * failed with err and why: one line, and a hint at the fix when there is
+ * one (a line of its own).  Returns the exit status, 2. */
+int lw_attach_refused(pid_t pid, int err, const char *why);
+
 #endif /* LW_ATTACH_H */

@@ -971,6 +971,24 @@ static void in_syscall_now(pid_t pid, uint32_t tid, char *buf, size_t len)
  * here, with the syscall it sleeps in written into sys; NULL when it runs
  * on a CPU (its samples tell) or no snapshot can be had.  Without the
  * kernel probes, /proc names the syscall at least. */
+/* The snapshot program, loaded once: at the attach when stuck callbacks
+ * are to be told (its load takes a fifth of a second, which the first
+ * report would otherwise wait for), else at the first one. */
+static void open_snap(struct state *st)
+{
+	char why[256];
+
+	if (st->snap != NULL || st->snap_tried || st->bpf == NULL ||
+	    st->ks.uw == NULL)
+		return;
+	st->snap_tried = 1;
+	if (lw_snap_open(&st->snap, why, sizeof(why)) < 0)
+		fprintf(stderr,
+			"loopwatch: no stacks of stuck callbacks that sleep: "
+			"%s\n",
+			why);
+}
+
 static char *snap_stack(struct state *st, uint32_t tid, char *sys, size_t len)
 {
 	struct lw_bpf_ustack *us;
@@ -982,14 +1000,7 @@ static char *snap_stack(struct state *st, uint32_t tid, char *sys, size_t len)
 		in_syscall_now(st->o->pid, tid, sys, len);
 		return NULL;
 	}
-	if (st->snap == NULL && !st->snap_tried) {
-		st->snap_tried = 1;
-		if (lw_snap_open(&st->snap, why, sizeof(why)) < 0)
-			fprintf(stderr,
-				"loopwatch: no stacks of stuck callbacks that "
-				"sleep: %s\n",
-				why);
-	}
+	open_snap(st);
 	if (st->snap == NULL) {
 		in_syscall_now(st->o->pid, tid, sys, len);
 		return NULL;
@@ -1094,6 +1105,17 @@ static void check_stuck(struct state *st, uint64_t now)
 		const char *stack = NULL;
 		if (l->tid != 0)
 			snapped = snap_stack(st, l->tid, sys, sizeof(sys));
+		/* The snapshot shows the callback only if the callback still
+		 * runs after it: one that ended in between (a slow agent)
+		 * would be shown where its thread went next, the loop's
+		 * wait.  It is no longer stuck then, and its end is told as
+		 * a slow callback. */
+		lw_rr_current_t after;
+		if (lw_rr_current(l->ring, &after) < 0 || !after.running ||
+		    after.start_ns != cur.start_ns) {
+			free(snapped);
+			continue;
+		}
 		stack = snapped;
 		if (stack == NULL && sys[0] == '\0' && l->tid != 0)
 			stack = latest_sample(st, l->tid, cur.start_ns);
@@ -1151,11 +1173,9 @@ static struct lw_bpf *open_probes(struct state *st)
 	}
 	return b;
 fail:
+	/* Said by the caller: in one line with the rest when there is
+	 * nothing else to watch. */
 	snprintf(st->kprobes_why, sizeof(st->kprobes_why), "%s", why);
-	fprintf(stderr,
-		"loopwatch: kernel probes unavailable (%s); continuing with "
-		"the rings alone\n",
-		why);
 	return NULL;
 }
 
@@ -1203,21 +1223,27 @@ static const char *wait_name(uint32_t flags)
 	return "?";
 }
 
-/* The loop threads of a process without rings: --tid, or those seen in
- * an event wait.  Returns how many were added. */
-static size_t find_threads(struct state *st)
+/* The threads of a process without rings (or with --tid) seen in an event
+ * wait, in found: how many, or a negative errno and why.  Looked for before
+ * the first line, so that a process with nothing to watch gets one line
+ * that says so. */
+static int detect_threads(struct state *st, lw_loop_thread_t *found, char *why,
+			  size_t whylen)
 {
-	lw_loop_thread_t found[MAX_DETECTED];
-	char why[256], how[128];
-	size_t before = st->nloops;
-	int n = lw_threads_detect(st->o->pid, 10, 10, found, MAX_DETECTED, why,
-				  sizeof(why));
+	if (st->p->nrings > 0 && st->o->tid == 0)
+		return 0;
+	return lw_threads_detect(st->o->pid, 10, 10, found, MAX_DETECTED, why,
+				 whylen);
+}
 
-	if (n < 0) {
-		fprintf(stderr,
-			"loopwatch: cannot detect the loop threads: %s\n", why);
-		n = 0;
-	}
+/* Watch the threads detect_threads found (n of them), or the one --tid
+ * names.  Returns how many were added. */
+static size_t find_threads(struct state *st, const lw_loop_thread_t *found,
+			   int n)
+{
+	char how[128];
+	size_t before = st->nloops;
+
 	if (st->o->tid > 0) {
 		uint32_t wait = LW_BPF_WAIT_EPOLL;
 		for (int i = 0; i < n; i++)
@@ -1238,16 +1264,37 @@ static size_t find_threads(struct state *st)
 	return st->nloops - before;
 }
 
-static int cannot_attach(pid_t pid, int err, const char *why)
+int lw_attach_refused(pid_t pid, int err, const char *why)
 {
+	uid_t u[4];
+	gid_t g[4];
+	char user[128];
+
 	fprintf(stderr, "loopwatch: cannot attach to PID %d: %s\n", (int)pid,
 		why);
 	if (err == -ESRCH)
 		fprintf(stderr, "loopwatch: hint: check the pid with "
 				"'loopwatch list' or ps\n");
+	else if (err == -EACCES && lw_proc_ids(pid, u, g) == 0 && u[1] == 0)
+		fprintf(stderr, "loopwatch: hint: run loopwatch as root\n");
+	else if (err == -EACCES && lw_proc_ids(pid, u, g) == 0 &&
+		 u[1] == geteuid())
+		fprintf(stderr,
+			"loopwatch: hint: run loopwatch with the process's "
+			"group, gid %lu, or as root\n",
+			(unsigned long)g[1]);
+	else if (err == -EACCES && lw_proc_ids(pid, u, g) == 0)
+		fprintf(stderr,
+			"loopwatch: hint: run loopwatch as the process's "
+			"user, %s, or as root\n",
+			lw_proc_user_name(u[1], user, sizeof(user)));
 	else if (err == -EACCES)
-		fprintf(stderr, "loopwatch: hint: run loopwatch as the same "
-				"user as the process, or as root\n");
+		fprintf(stderr, "loopwatch: hint: run loopwatch as the "
+				"process's user, or as root\n");
+	else if (err == -EPERM)
+		fprintf(stderr, "loopwatch: hint: run loopwatch as root (it "
+				"has CAP_SYS_PTRACE), or leave the process "
+				"dumpable\n");
 	return EXIT_USAGE;
 }
 
@@ -1432,7 +1479,7 @@ int lw_attach_run(const struct lw_attach_opts *o)
 	if (r < 0) {
 		lw_model_free(st->model);
 		free(st);
-		return cannot_attach(o->pid, r, why);
+		return lw_attach_refused(o->pid, r, why);
 	}
 	st->fate = lw_fate_new(st->p);
 	if (st->fate == NULL) {
@@ -1445,6 +1492,8 @@ int lw_attach_run(const struct lw_attach_opts *o)
 			 st->p->nskipped
 				 ? st->p->skipped_why
 				 : "the process has no loopwatch rings");
+	/* Nothing to watch is said in one line (and a hint), before
+	 * anything else. */
 	if (st->p->nrings == 0 && st->bpf == NULL) {
 		fprintf(stderr,
 			"loopwatch: cannot attach to PID %d: no loopwatch "
@@ -1459,6 +1508,30 @@ int lw_attach_run(const struct lw_attach_opts *o)
 		rc = EXIT_USAGE;
 		goto out;
 	}
+	lw_loop_thread_t found[MAX_DETECTED];
+	char twhy[256] = "";
+	int nfound = detect_threads(st, found, twhy, sizeof(twhy));
+	if (st->p->nrings == 0 && o->tid == 0 && nfound <= 0) {
+		fprintf(stderr,
+			"loopwatch: cannot attach to PID %d: no loopwatch "
+			"rings (%s), and %s\n",
+			(int)o->pid,
+			st->p->nskipped ? st->p->skipped_why : "none found",
+			nfound < 0 ? twhy
+				   : "no thread of it waits in epoll, poll or "
+				     "select");
+		if (nfound == 0)
+			fprintf(stderr, "loopwatch: hint: name the loop "
+					"thread with --tid TID\n");
+		rc = EXIT_USAGE;
+		goto out;
+	}
+	/* What is missing, and why, in one line (the rings are there). */
+	if (st->bpf == NULL)
+		fprintf(stderr,
+			"loopwatch: kernel probes unavailable (%s); continuing "
+			"with the rings alone\n",
+			st->kprobes_why);
 	for (size_t i = 0; i < st->p->nrings; i++) {
 		struct loop *l = add_loop(st);
 		l->ring = st->p->rings[i];
@@ -1479,6 +1552,8 @@ int lw_attach_run(const struct lw_attach_opts *o)
 	 * longer than a default ring lasts at a million callbacks a second:
 	 * load them now. */
 	lw_sym_preload(st->ks.sym);
+	if (o->stuck_ns != 0 || o->budget != NULL)
+		open_snap(st);
 	st->join = lw_join_new(JOIN_CAP);
 	if (st->join == NULL) {
 		fprintf(stderr, "loopwatch: cannot allocate memory\n");
@@ -1524,18 +1599,12 @@ int lw_attach_run(const struct lw_attach_opts *o)
 		st->bpf ? "on" : "off", ms(o->min_ns));
 	for (size_t i = 0; i < st->nloops; i++)
 		emit_loop(st, &st->loops[i]);
-	if ((st->p->nrings == 0 || o->tid > 0) && find_threads(st) == 0) {
+	if (nfound < 0)
 		fprintf(stderr,
-			"loopwatch: cannot attach to PID %d: no loopwatch "
-			"rings (%s), and no thread of it waits in epoll, poll "
-			"or select\n"
-			"loopwatch: hint: name the loop thread with --tid "
-			"TID\n",
-			(int)o->pid,
-			st->p->nskipped ? st->p->skipped_why : "none found");
-		rc = EXIT_USAGE;
-		goto out;
-	}
+			"loopwatch: cannot detect the loop threads: %s\n",
+			twhy);
+	if (st->p->nrings == 0 || o->tid > 0)
+		find_threads(st, found, nfound < 0 ? 0 : nfound);
 	watch_new_threads(st);
 	if (st->bpf) {
 		const char *swhy;

@@ -11,8 +11,11 @@
  *   loopwatch report [--json | --trace] FILE    read it back
  *
  * Exit codes: 0 fine, 1 a budget was exceeded (check, report), 2 bad
- * usage, cannot attach, or a damaged recording.  Errors read "loopwatch: cannot
- * <verb> <noun>: <why>", followed by a hint when there is one.
+ * usage, cannot attach, or a damaged recording.  An error is one line on
+ * stderr, "loopwatch: cannot <verb> <noun>: <why>" or for bad usage
+ * "loopwatch: <what is wrong>", followed by at most one line
+ * "loopwatch: hint: <what to do>" (for bad usage: the command's synopsis),
+ * and nothing on stdout.  tests/test_cli.c holds every command to that.
  */
 #include "clock.h"
 #include "attach.h"
@@ -32,6 +35,7 @@
 #include "proc.h"
 #include "ring_reader.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -41,6 +45,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -99,6 +105,7 @@ static long long parse_uint(const char *s, long long max)
 static int usage_error(const struct command *cmd, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
+/* Bad usage: what is wrong in one line, the synopsis in the hint. */
 static int usage_error(const struct command *cmd, const char *fmt, ...)
 {
 	va_list ap;
@@ -106,29 +113,79 @@ static int usage_error(const struct command *cmd, const char *fmt, ...)
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "\nusage: loopwatch %s %s\n", cmd->name, cmd->synopsis);
-	fprintf(stderr, "Try 'loopwatch %s --help'.\n", cmd->name);
+	fprintf(stderr,
+		"\nloopwatch: hint: usage: loopwatch %s%s%s ('loopwatch %s "
+		"--help' tells more)\n",
+		cmd->name, *cmd->synopsis ? " " : "", cmd->synopsis, cmd->name);
 	return EXIT_USAGE;
+}
+
+#define BAD_PID "bad PID '%s' (a process id is a whole number from 1)"
+
+/* c as a printable option letter, '?' if it is none. */
+static int letter(int c)
+{
+	return c > 0 && c < 128 && isgraph(c) ? c : '?';
+}
+
+/* The option word the user wrote, as far as its '=', in buf. */
+static const char *option_word(const char *word, char *buf, size_t len)
+{
+	snprintf(buf, len, "%.*s", (int)strcspn(word, "="), word);
+	return buf;
+}
+
+/* What getopt_long found wrong with an option (c is '?' or ':', getopt's
+ * own messages being off), or an option of the shared table that this
+ * command does not take (c is its value). */
+static int option_error(const struct command *cmd, const struct option *opts,
+			int c, char **argv)
+{
+	/* The word getopt_long was on: it has stepped past it for a long
+	 * option and for the last letter of a short one. */
+	const char *word = optind > 0 ? argv[optind - 1] : "";
+	int is_long = strncmp(word, "--", 2) == 0;
+	const struct option *known = NULL;
+	char name[64];
+
+	for (const struct option *o = opts; o->name; o++)
+		if (o->val == (c == '?' || c == ':' ? optopt : c))
+			known = o;
+	if (c != '?' && c != ':')
+		return usage_error(cmd, "%s takes no --%s", cmd->name,
+				   known ? known->name : "such option");
+	if (c == ':' && is_long)
+		return usage_error(cmd, "option %s needs a value",
+				   option_word(word, name, sizeof(name)));
+	if (c == ':')
+		return usage_error(cmd, "option -%c needs a value",
+				   letter(optopt));
+	/* '?' with optopt set: a letter that is no option, or a long
+	 * option given a value it does not take ("--quiet=1"). */
+	if (optopt != 0 && known && known->has_arg == no_argument && is_long)
+		return usage_error(cmd, "option --%s takes no value",
+				   known->name);
+	/* "-5" where a PID goes is a PID, a bad one. */
+	if (optopt >= '0' && optopt <= '9' && strstr(cmd->synopsis, "PID") &&
+	    word[strspn(word + 1, "0123456789") + 1] == '\0')
+		return usage_error(cmd, BAD_PID, word);
+	if (optopt != 0)
+		return usage_error(cmd, "unknown option '-%c'", letter(optopt));
+	option_word(word, name, sizeof(name));
+	/* getopt_long takes any unique prefix: more than one match is a
+	 * word too short, not an unknown one. */
+	int n = 0;
+	for (const struct option *o = opts; o->name && is_long; o++)
+		n += strncmp(o->name, name + 2, strlen(name + 2)) == 0;
+	if (n > 1)
+		return usage_error(cmd, "ambiguous option '%s'", name);
+	return usage_error(cmd, "unknown option '%s'", name);
 }
 
 static void print_command_help(const struct command *cmd)
 {
 	printf("usage: loopwatch %s %s\n\n%s.\n\n%s", cmd->name, cmd->synopsis,
 	       cmd->summary, cmd->help);
-}
-
-/* Say why attaching failed, with a hint at the fix; exit code 2. */
-static int cannot_attach(pid_t pid, int err, const char *why)
-{
-	fprintf(stderr, "loopwatch: cannot attach to PID %d: %s\n", (int)pid,
-		why);
-	if (err == -ESRCH)
-		fprintf(stderr, "loopwatch: hint: check the pid with "
-				"'loopwatch list' or ps\n");
-	else if (err == -EACCES)
-		fprintf(stderr, "loopwatch: hint: run loopwatch as the same "
-				"user as the process, or as root\n");
-	return EXIT_USAGE;
 }
 
 /* ---- list ---- */
@@ -148,7 +205,7 @@ static int list_one(pid_t pid, void *arg)
 	if (pid == ls->self)
 		return 0;
 	int r = lw_rr_attach(pid, &p, why, sizeof(why));
-	if (r == -EACCES) {
+	if (r == -EACCES || r == -EPERM) {
 		ls->denied++;
 		return 0;
 	}
@@ -188,12 +245,12 @@ static int cmd_list(int argc, char **argv)
 	};
 	int c;
 
-	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+:h", opts, NULL)) != -1) {
 		if (c == 'h') {
 			print_command_help(cmd);
 			return 0;
 		}
-		return usage_error(cmd, "unknown option");
+		return option_error(cmd, opts, c, argv);
 	}
 	if (optind != argc)
 		return usage_error(cmd, "unexpected argument '%s'",
@@ -367,12 +424,18 @@ static int drain(struct dump_ring *dr, size_t n, uint64_t t0, uint64_t *printed,
 static int pid_operand(const struct command *cmd, int argc, char **argv,
 		       pid_t *pid)
 {
+	if (optind >= argc)
+		return usage_error(cmd, "missing PID");
 	if (optind != argc - 1)
-		return usage_error(cmd, optind >= argc ? "missing PID"
-						       : "too many arguments");
+		return usage_error(cmd,
+				   "too many arguments ('%s' after the PID)",
+				   argv[optind + 1]);
 	long long v = parse_uint(argv[optind], INT_MAX);
+	if (v <= 0 && strstr(cmd->synopsis, "PROGRAM"))
+		return usage_error(cmd, BAD_PID "; a program goes after --",
+				   argv[optind]);
 	if (v <= 0)
-		return usage_error(cmd, "bad PID '%s'", argv[optind]);
+		return usage_error(cmd, BAD_PID, argv[optind]);
 	*pid = (pid_t)v;
 	return 0;
 }
@@ -390,7 +453,7 @@ static int cmd_dump(int argc, char **argv)
 	int from_oldest = 0, c;
 	long long count = 0, interval_ms = 1000;
 
-	while ((c = getopt_long(argc, argv, "+on:i:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+:on:i:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'o':
 			from_oldest = 1;
@@ -398,20 +461,25 @@ static int cmd_dump(int argc, char **argv)
 		case 'n':
 			count = parse_uint(optarg, LLONG_MAX);
 			if (count < 0)
-				return usage_error(cmd, "bad --count '%s'",
+				return usage_error(cmd,
+						   "bad --count '%s' (a whole "
+						   "number of records)",
 						   optarg);
 			break;
 		case 'i':
 			interval_ms = parse_uint(optarg, 86400000);
 			if (interval_ms <= 0)
-				return usage_error(cmd, "bad --interval '%s'",
+				return usage_error(cmd,
+						   "bad --interval '%s' (a "
+						   "whole number of "
+						   "milliseconds, at least 1)",
 						   optarg);
 			break;
 		case 'h':
 			print_command_help(cmd);
 			return 0;
 		default:
-			return usage_error(cmd, "unknown option");
+			return option_error(cmd, opts, c, argv);
 		}
 	}
 	pid_t pid;
@@ -423,7 +491,7 @@ static int cmd_dump(int argc, char **argv)
 	char why[512];
 	int r = lw_rr_attach(pid, &p, why, sizeof(why));
 	if (r < 0)
-		return cannot_attach(pid, r, why);
+		return lw_attach_refused(pid, r, why);
 	if (p->nrings == 0) {
 		if (p->nskipped > 0)
 			fprintf(stderr,
@@ -546,19 +614,31 @@ enum {
 };
 
 /* A duration flag: a whole number of seconds ("30"), or a duration with
- * its unit ("500ms", "1.5s", "2m"); 0 and above a year are refused. */
-static int parse_duration_flag(const char *s, uint64_t *ns)
+ * its unit ("500ms", "1.5s", "2m"); 0 and above a year are refused.  0, or
+ * -1 with *why saying what is wrong in a few words. */
+static int parse_duration_flag(const char *s, uint64_t *ns, const char **why)
 {
-	long long v = parse_uint(s, 31536000);
-	char why[128];
+	const uint64_t year = 31536000ull * 1000000000u;
+	size_t digits = strspn(s, "0123456789");
+	char dwhy[128];
 
-	if (v > 0) {
-		*ns = (uint64_t)v * 1000000000u;
-		return 0;
-	}
-	if (lw_duration_parse_str(s, ns, why, sizeof(why)) < 0 || *ns == 0 ||
-	    *ns > 31536000ull * 1000000000u)
+	*why = "say 30, 30s, 500ms or 2m";
+	if (digits > 0 && s[digits] == '\0') {
+		/* Whole seconds; more digits than fit are too long too. */
+		long long v =
+			digits > 18 ? LLONG_MAX : parse_uint(s, LLONG_MAX);
+		*ns = v > 31536000 ? UINT64_MAX : (uint64_t)v * 1000000000u;
+	} else if (lw_duration_parse_str(s, ns, dwhy, sizeof(dwhy)) < 0) {
 		return -1;
+	}
+	if (*ns == 0) {
+		*why = "it must be more than 0";
+		return -1;
+	}
+	if (*ns > year) {
+		*why = "more than a year";
+		return -1;
+	}
 	return 0;
 }
 
@@ -578,8 +658,9 @@ static int budget_flag(const struct command *cmd, struct watch_cli *w, int file,
 		fprintf(stderr, "loopwatch: %s: %s\n",
 			file ? "cannot read the budgets" : "bad --budget", why);
 		fprintf(stderr,
-			"Try 'loopwatch %s --help'; the format is in "
-			"docs/budgets.md.\n",
+			"loopwatch: hint: the format, with examples, is in "
+			"docs/budgets.md ('loopwatch %s --help' lists the "
+			"flags)\n",
 			cmd->name);
 		return EXIT_USAGE;
 	}
@@ -606,17 +687,19 @@ static int watch_opts(const struct command *cmd, int argc, char **argv,
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
+	const char *dwhy;
 	long long v;
 	int c, r;
 
-	while ((c = getopt_long(argc, argv, "+d:m:t:o:qh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+:d:m:t:o:qh", opts, NULL)) !=
+	       -1) {
 		switch (c) {
 		case 'd':
-			if (parse_duration_flag(optarg, &w->o.duration_ns) < 0)
+			if (parse_duration_flag(optarg, &w->o.duration_ns,
+						&dwhy) < 0)
 				return usage_error(cmd,
-						   "bad --duration '%s' (say "
-						   "30, 30s, 500ms or 2m)",
-						   optarg);
+						   "bad --duration '%s' (%s)",
+						   optarg, dwhy);
 			break;
 		case 'm':
 			v = parse_uint(optarg, 3600000);
@@ -630,16 +713,19 @@ static int watch_opts(const struct command *cmd, int argc, char **argv,
 			break;
 		case 't':
 			if (!(allow & W_TID))
-				return usage_error(cmd, "unknown option");
+				return option_error(cmd, opts, c, argv);
 			v = parse_uint(optarg, INT_MAX);
 			if (v <= 0)
-				return usage_error(cmd, "bad --tid '%s'",
+				return usage_error(cmd,
+						   "bad --tid '%s' (a thread "
+						   "id, a whole number from "
+						   "1)",
 						   optarg);
 			w->o.tid = (pid_t)v;
 			break;
 		case 'o':
 			if (!(allow & W_OUTPUT))
-				return usage_error(cmd, "unknown option");
+				return option_error(cmd, opts, c, argv);
 			w->o.record_path = optarg;
 			break;
 		case OPT_JSON:
@@ -656,22 +742,22 @@ static int watch_opts(const struct command *cmd, int argc, char **argv,
 						     "here");
 				w->o.json = 1;
 			} else {
-				return usage_error(cmd, "unknown option");
+				return option_error(cmd, opts, c, argv);
 			}
 			break;
 		case OPT_INTERVAL:
 			if (!(allow & W_LIVE))
-				return usage_error(cmd, "unknown option");
-			if (parse_duration_flag(optarg, &w->o.interval_ns) < 0)
+				return option_error(cmd, opts, c, argv);
+			if (parse_duration_flag(optarg, &w->o.interval_ns,
+						&dwhy) < 0)
 				return usage_error(cmd,
-						   "bad --interval '%s' (say "
-						   "10, 10s or 500ms)",
-						   optarg);
+						   "bad --interval '%s' (%s)",
+						   optarg, dwhy);
 			w->have_interval = 1;
 			break;
 		case OPT_STUCK:
 			if (!(allow & W_LIVE))
-				return usage_error(cmd, "unknown option");
+				return option_error(cmd, opts, c, argv);
 			v = parse_uint(optarg, 3600000);
 			if (v < 0)
 				return usage_error(cmd,
@@ -685,26 +771,26 @@ static int watch_opts(const struct command *cmd, int argc, char **argv,
 		case OPT_BUDGETS:
 		case OPT_BUDGET:
 			if (!(allow & W_BUDGET))
-				return usage_error(cmd, "unknown option");
+				return option_error(cmd, opts, c, argv);
 			r = budget_flag(cmd, w, c == OPT_BUDGETS, optarg);
 			if (r)
 				return r;
 			break;
 		case OPT_JUNIT:
 			if (!(allow & W_JUNIT))
-				return usage_error(cmd, "unknown option");
+				return option_error(cmd, opts, c, argv);
 			w->junit_path = optarg;
 			break;
 		case 'q':
 			if (!(allow & W_LIVE))
-				return usage_error(cmd, "unknown option");
+				return option_error(cmd, opts, c, argv);
 			w->o.events = 0;
 			break;
 		case 'h':
 			print_command_help(cmd);
 			return -1;
 		default:
-			return usage_error(cmd, "unknown option");
+			return option_error(cmd, opts, c, argv);
 		}
 	}
 	w->o.budget = w->budget;
@@ -852,6 +938,34 @@ static int cmd_run(int argc, char **argv)
 	return r != 0 ? r : status;
 }
 
+/* Can path be written?  Tried before a watch starts (and the program with
+ * it), so that a bad path is said first, not after the attach: by opening
+ * it as it is, or by creating it and taking it away again.  0, or -1 after
+ * one line. */
+static int can_write(const char *path, const char *what)
+{
+	struct stat st;
+	int fd, made = 0;
+
+	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+		errno = EISDIR;
+		fd = -1;
+	} else if ((fd = open(path, O_WRONLY | O_CLOEXEC)) < 0 &&
+		   errno == ENOENT) {
+		fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+		made = fd >= 0;
+	}
+	if (fd < 0) {
+		fprintf(stderr, "loopwatch: cannot write the %s %s: %s\n", what,
+			path, strerror(errno));
+		return -1;
+	}
+	close(fd);
+	if (made)
+		unlink(path);
+	return 0;
+}
+
 static FILE *open_out(const char *path, const char *what)
 {
 	FILE *f = fopen(path, "w");
@@ -968,6 +1082,8 @@ static int cmd_record(int argc, char **argv)
 	if (w.o.record_path == NULL)
 		return usage_error(cmd, "missing -o FILE (where to write the "
 					"recording)");
+	if (can_write(w.o.record_path, "recording") < 0)
+		return EXIT_USAGE;
 	rc = watch_target(cmd, argc, argv, &w.o, &status, 1, 1);
 	if (rc == 0 && model != NULL) {
 		uint64_t n = 0;
@@ -984,6 +1100,40 @@ static int cmd_record(int argc, char **argv)
 	}
 	lw_model_free(model);
 	return rc;
+}
+
+/* A recording to read (report, top --replay), or NULL after one line that
+ * says why not, and a hint when it is not a recording at all. */
+static lw_rec_reader_t *open_recording(const char *path)
+{
+	char why[512];
+	struct stat st;
+
+	/* The reader's own reasons name the path: said here once. */
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		fprintf(stderr, "loopwatch: cannot read %s: %s\n", path,
+			strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return NULL;
+	}
+	close(fd);
+	if (S_ISDIR(st.st_mode)) {
+		fprintf(stderr,
+			"loopwatch: cannot read %s: it is a directory, not a "
+			"recording\n",
+			path);
+		return NULL;
+	}
+	lw_rec_reader_t *r = lw_rec_reader_open(path, why, sizeof(why));
+	if (r == NULL) {
+		fprintf(stderr, "loopwatch: cannot read %s: %s\n", path, why);
+		if (strstr(why, "not a loopwatch recording"))
+			fprintf(stderr, "loopwatch: hint: a recording is what "
+					"'loopwatch record -o FILE' writes\n");
+	}
+	return r;
 }
 
 /* The model of a recording: everything up to its end, or up to the
@@ -1029,7 +1179,7 @@ static int cmd_top(int argc, char **argv)
 	watch_defaults(&w);
 	w.o.events = 0;
 	w.o.summary = 0;
-	while ((c = getopt_long(argc, argv, "+m:t:r:b:R:h", opts, NULL)) !=
+	while ((c = getopt_long(argc, argv, "+:m:t:r:b:R:h", opts, NULL)) !=
 	       -1) {
 		switch (c) {
 		case 'm':
@@ -1040,12 +1190,15 @@ static int cmd_top(int argc, char **argv)
 			if (v < (c == OPT_STUCK ? 0 : 1))
 				return usage_error(cmd,
 						   "bad --%s '%s' (a whole "
-						   "number of milliseconds)",
+						   "number of milliseconds%s)",
 						   c == 'm'   ? "min-ms"
 						   : c == 'r' ? "refresh-ms"
 						   : c == 'b' ? "budget-ms"
 							      : "stuck-ms",
-						   optarg);
+						   optarg,
+						   c == OPT_STUCK
+							   ? "; 0: off"
+							   : ", at least 1");
 			if (c == 'm')
 				w.o.min_ns = (uint64_t)v * 1000000u;
 			else if (c == 'r')
@@ -1058,7 +1211,10 @@ static int cmd_top(int argc, char **argv)
 		case 't':
 			v = parse_uint(optarg, INT_MAX);
 			if (v <= 0)
-				return usage_error(cmd, "bad --tid '%s'",
+				return usage_error(cmd,
+						   "bad --tid '%s' (a thread "
+						   "id, a whole number from "
+						   "1)",
 						   optarg);
 			w.o.tid = (pid_t)v;
 			break;
@@ -1069,20 +1225,16 @@ static int cmd_top(int argc, char **argv)
 			print_command_help(cmd);
 			return 0;
 		default:
-			return usage_error(cmd, "unknown option");
+			return option_error(cmd, opts, c, argv);
 		}
 	}
 	if (replay != NULL) {
 		if (optind != argc)
 			return usage_error(cmd, "--replay takes no PID or "
 						"program");
-		lw_rec_reader_t *r =
-			lw_rec_reader_open(replay, why, sizeof(why));
-		if (r == NULL) {
-			fprintf(stderr, "loopwatch: cannot read %s: %s\n",
-				replay, why);
+		lw_rec_reader_t *r = open_recording(replay);
+		if (r == NULL)
 			return EXIT_USAGE;
-		}
 		int n = 0;
 		lw_model_t *m = model_of(r, &n, why, sizeof(why));
 		lw_rec_reader_close(r);
@@ -1113,6 +1265,11 @@ static int cmd_top(int argc, char **argv)
 	if (optind >= argc)
 		return usage_error(cmd, "missing PID, -- PROGRAM or --replay "
 					"FILE");
+	/* The operands are checked before the terminal is taken. */
+	pid_t pid;
+	int bad = prog ? 0 : pid_operand(cmd, argc, argv, &pid);
+	if (bad)
+		return bad;
 	if (prog)
 		snprintf(title, sizeof(title), "%s", argv[optind]);
 	else
@@ -1165,7 +1322,7 @@ static int cmd_report(int argc, char **argv)
 	char why[512];
 
 	watch_defaults(&w);
-	while ((c = getopt_long(argc, argv, "+jto:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+:jto:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'j':
 			json = 1;
@@ -1186,7 +1343,7 @@ static int cmd_report(int argc, char **argv)
 			print_command_help(cmd);
 			goto done;
 		default:
-			rc = usage_error(cmd, "unknown option");
+			rc = option_error(cmd, opts, c, argv);
 			goto done;
 		}
 	}
@@ -1194,16 +1351,18 @@ static int cmd_report(int argc, char **argv)
 		rc = usage_error(cmd, "--json and --trace exclude each other");
 		goto done;
 	}
+	if (optind >= argc) {
+		rc = usage_error(cmd, "missing FILE (a recording)");
+		goto done;
+	}
 	if (optind != argc - 1) {
-		rc = usage_error(cmd, optind >= argc
-					      ? "missing FILE (a recording)"
-					      : "too many arguments");
+		rc = usage_error(cmd, "too many arguments ('%s' after FILE)",
+				 argv[optind + 1]);
 		goto done;
 	}
 	const char *path = argv[optind];
-	lw_rec_reader_t *r = lw_rec_reader_open(path, why, sizeof(why));
+	lw_rec_reader_t *r = open_recording(path);
 	if (r == NULL) {
-		fprintf(stderr, "loopwatch: cannot read %s: %s\n", path, why);
 		rc = EXIT_USAGE;
 		goto done;
 	}
@@ -1491,6 +1650,25 @@ static const struct command *find_command(const char *name)
 	return NULL;
 }
 
+/* Bad usage before a command: what, the word (if any), and the commands
+ * in the hint. */
+static int top_usage_error(const char *what, const char *word)
+{
+	size_t n = sizeof(commands) / sizeof(commands[0]);
+
+	fprintf(stderr,
+		"loopwatch: %s%s%s%s\nloopwatch: hint: usage: loopwatch "
+		"COMMAND [ARGS...] with COMMAND one of ",
+		what, *word ? " '" : "", word, *word ? "'" : "");
+	for (size_t i = 0; i < n; i++)
+		fprintf(stderr, "%s%s", commands[i].name,
+			i + 2 < n   ? ", "
+			: i + 1 < n ? " or "
+				    : "");
+	fprintf(stderr, " ('loopwatch --help' tells more)\n");
+	return EXIT_USAGE;
+}
+
 static void print_usage(FILE *f)
 {
 	fprintf(f, "usage: loopwatch COMMAND [ARGS...]\n\n");
@@ -1508,10 +1686,10 @@ int main(int argc, char **argv)
 	const char *dbg = getenv("LOOPWATCH_DEBUGINFOD");
 	if (dbg == NULL || strcmp(dbg, "1") != 0)
 		unsetenv("DEBUGINFOD_URLS");
-	if (argc < 2) {
-		print_usage(stderr);
-		return EXIT_USAGE;
-	}
+	/* Option errors are said by option_error(), in one line. */
+	opterr = 0;
+	if (argc < 2)
+		return top_usage_error("missing COMMAND", "");
 	const char *name = argv[1];
 	if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0) {
 		print_usage(stdout);
@@ -1525,11 +1703,8 @@ int main(int argc, char **argv)
 	if (strcmp(name, "help") == 0) {
 		const struct command *cmd =
 			argc > 2 ? find_command(argv[2]) : NULL;
-		if (argc > 2 && cmd == NULL) {
-			fprintf(stderr, "loopwatch: unknown command '%s'\n",
-				argv[2]);
-			return EXIT_USAGE;
-		}
+		if (argc > 2 && cmd == NULL)
+			return top_usage_error("unknown command", argv[2]);
 		if (cmd != NULL)
 			print_command_help(cmd);
 		else
@@ -1537,11 +1712,10 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	const struct command *cmd = find_command(name);
-	if (cmd == NULL) {
-		fprintf(stderr, "loopwatch: unknown command '%s'\n", name);
-		print_usage(stderr);
-		return EXIT_USAGE;
-	}
+	if (cmd == NULL)
+		return top_usage_error(name[0] == '-' ? "unknown option"
+						      : "unknown command",
+				       name);
 	/* Each command parses its own options from its own name on. */
 	optind = 1;
 	return cmd->run(argc - 1, argv + 1);

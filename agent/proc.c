@@ -9,10 +9,17 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include "why.h"
+
+/* PF_KTHREAD in the flags field of /proc/PID/stat (include/linux/sched.h). */
+#define LW_PF_KTHREAD 0x00200000u
 
 /* A decimal field at *p (up to end): its value, and *p moved past it.
  * -EINVAL unless it is digits ending at a space or the end. */
@@ -72,6 +79,7 @@ int lw_proc_stat_parse(const char *buf, size_t len, lw_proc_stat_t *out)
 			out->state = *p;
 			break;
 		case 4:
+		case 9:
 		case 22:
 		case 26:
 		case 27:
@@ -85,6 +93,8 @@ int lw_proc_stat_parse(const char *buf, size_t len, lw_proc_stat_t *out)
 			}
 			if (field == 4)
 				out->ppid = v <= INT_MAX ? (pid_t)v : 0;
+			else if (field == 9)
+				out->flags = (unsigned long)v;
 			else if (field == 22)
 				out->start_time = v;
 			else if (field == 26)
@@ -178,6 +188,129 @@ int lw_proc_comm(pid_t pid, char *comm, size_t commlen)
 	return read_stat(pid, NULL, NULL, comm, commlen);
 }
 
+int lw_proc_kernel_thread(pid_t pid)
+{
+	lw_proc_stat_t s;
+	int r = lw_proc_stat(pid, &s);
+
+	if (r < 0)
+		return r;
+	return (s.flags & LW_PF_KTHREAD) != 0;
+}
+
+/* "Uid:" or "Gid:" of /proc/PID/status: real, effective, saved, fs. */
+static int parse_ids(const char *buf, const char *key, unsigned long ids[4])
+{
+	const char *p = strstr(buf, key);
+
+	if (p == NULL || (p != buf && p[-1] != '\n'))
+		return -EINVAL;
+	p += strlen(key);
+	for (int i = 0; i < 4; i++) {
+		char *end;
+		errno = 0;
+		ids[i] = strtoul(p, &end, 10);
+		if (errno != 0 || end == p)
+			return -EINVAL;
+		p = end;
+	}
+	return 0;
+}
+
+int lw_proc_ids(pid_t pid, uid_t uid[4], gid_t gid[4])
+{
+	char path[64], buf[4096];
+	unsigned long u[4], g[4];
+
+	if (pid <= 0)
+		return -ESRCH;
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? -ESRCH : -errno;
+	ssize_t n;
+	do
+		n = read(fd, buf, sizeof(buf) - 1);
+	while (n < 0 && errno == EINTR);
+	int err = errno;
+	close(fd);
+	if (n <= 0)
+		return n == 0 || err == ESRCH ? -ESRCH : -err;
+	buf[n] = '\0';
+	if (parse_ids(buf, "Uid:", u) < 0 || parse_ids(buf, "Gid:", g) < 0)
+		return -EINVAL;
+	for (int i = 0; i < 4; i++) {
+		uid[i] = (uid_t)u[i];
+		gid[i] = (gid_t)g[i];
+	}
+	return 0;
+}
+
+const char *lw_proc_user_name(uid_t uid, char *buf, size_t len)
+{
+	struct passwd pw, *res = NULL;
+	char tmp[1024];
+
+	if (getpwuid_r(uid, &pw, tmp, sizeof(tmp), &res) == 0 && res != NULL)
+		snprintf(buf, len, "%s (uid %lu)", pw.pw_name,
+			 (unsigned long)uid);
+	else
+		snprintf(buf, len, "uid %lu", (unsigned long)uid);
+	return buf;
+}
+
+int lw_proc_denied(pid_t pid, char *why, size_t whylen)
+{
+	uid_t u[4], me = geteuid();
+	gid_t g[4], my_gid = getegid();
+	char them[128], us[128], path[64];
+	struct stat st;
+
+	/* The kernel's rule (__ptrace_may_access, in the mode that
+	 * /proc/PID/fd asks for): the reader's fs uid must be the target's
+	 * real, effective and saved uid, and its fs gid the three gids;
+	 * then the target must be dumpable.  CAP_SYS_PTRACE overrides
+	 * both; the Yama LSM plays no part in this mode. */
+	int r = lw_proc_ids(pid, u, g);
+	if (r == -ESRCH) {
+		lw_why(why, whylen, "no such process");
+		return -ESRCH;
+	}
+	if (r == 0 && (u[0] != me || u[1] != me || u[2] != me)) {
+		lw_why(why, whylen,
+		       "it runs as %s and loopwatch as %s: only its own user, "
+		       "or root, may read its rings",
+		       lw_proc_user_name(u[1] != me   ? u[1]
+					 : u[0] != me ? u[0]
+						      : u[2],
+					 them, sizeof(them)),
+		       lw_proc_user_name(me, us, sizeof(us)));
+		return -EACCES;
+	}
+	if (r == 0 && (g[0] != my_gid || g[1] != my_gid || g[2] != my_gid)) {
+		lw_why(why, whylen,
+		       "it runs as group %lu and loopwatch as group %lu (the "
+		       "same user): only its own user and group, or root, may "
+		       "read its rings",
+		       (unsigned long)(g[1] != my_gid ? g[1] : g[0]),
+		       (unsigned long)my_gid);
+		return -EACCES;
+	}
+	/* The same user: the kernel gives the /proc files of a process that
+	 * is not dumpable to root, /proc/PID itself excepted. */
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	if (r == 0 && me != 0 && stat(path, &st) == 0 && st.st_uid == 0) {
+		lw_why(why, whylen,
+		       "it is not dumpable (it called prctl(PR_SET_DUMPABLE, "
+		       "0), or runs a setuid or setgid program), so the "
+		       "kernel keeps its fds from its own user as it keeps "
+		       "ptrace out");
+		return -EPERM;
+	}
+	lw_why(why, whylen, "not permitted to read /proc/%d/fd", (int)pid);
+	return -EACCES;
+}
+
 int lw_proc_readlink(const char *path, char *buf, size_t len)
 {
 	if (len == 0)
@@ -230,8 +363,16 @@ int lw_proc_each_fd(pid_t pid, lw_proc_fd_fn fn, void *arg)
 		snprintf(fdpath, sizeof(fdpath), "/proc/%d/fd/%d", (int)pid,
 			 fd);
 		/* The fd may have closed since readdir; pass "" and let the
-		 * caller skip it. */
-		if (lw_proc_readlink(fdpath, link, sizeof(link)) < 0)
+		 * caller skip it.  A refusal is not that: the folder can be
+		 * open to us (its owner is ours) while each link takes the
+		 * ptrace check, which a process of our user but another
+		 * group fails. */
+		int n = lw_proc_readlink(fdpath, link, sizeof(link));
+		if (n == -EACCES || n == -EPERM) {
+			ret = -EACCES;
+			break;
+		}
+		if (n < 0)
 			link[0] = '\0';
 		ret = fn(fd, link, arg);
 		if (ret != 0)

@@ -663,6 +663,15 @@ int lw_rr_attach(pid_t pid, lw_rr_proc_t **out, char *why, size_t whylen)
 		return fail(why, whylen, r, "cannot read /proc/%d/stat: %s",
 			    (int)pid, strerror(-r));
 
+	if (lw_proc_kernel_thread(pid) == 1) {
+		char comm[64] = "?";
+		lw_proc_comm(pid, comm, sizeof(comm));
+		return fail(why, whylen, -EINVAL,
+			    "it is a kernel thread (%s), with no user space "
+			    "and so no loop to watch",
+			    comm);
+	}
+
 	lw_rr_proc_t *p = calloc(1, sizeof(*p));
 	if (p == NULL)
 		return fail(why, whylen, -ENOMEM, "out of memory");
@@ -682,11 +691,10 @@ int lw_rr_attach(pid_t pid, lw_rr_proc_t **out, char *why, size_t whylen)
 	if (r < 0 && ctx.err == 0)
 		ctx.err = r;
 	if (ctx.err == -EACCES || ctx.err == -EPERM) {
+		/* Say which rule refused us: another user's process, or our
+		 * own one that is not dumpable. */
 		lw_rr_detach(p);
-		return fail(why, whylen, -EACCES,
-			    "not permitted to read /proc/%d/fd (run as the "
-			    "process's user, or as root)",
-			    (int)pid);
+		return lw_proc_denied(pid, why, whylen);
 	}
 	if (ctx.err == -ESRCH) {
 		lw_rr_detach(p);

@@ -95,8 +95,10 @@ int lw_rr_target_fd(const lw_rr_ring_t *r);
  * start_time == the process's start time.  A ring that fails (inherited
  * across fork, pid reused, corrupt, not ready) is not attached but counted
  * in nskipped, the first reason in skipped_why.  Returns -ESRCH if there is
- * no such process, -EACCES (with a hint in why) if not permitted.  A
- * process without rings attaches with nrings == 0 and a message in why. */
+ * no such process, -EINVAL for a kernel thread, -EACCES if it belongs to
+ * another user (or group), -EPERM if it is this user's own but not dumpable
+ * (proc.h, lw_proc_denied), each with why.  A process without rings
+ * attaches with nrings == 0 and a message in why. */
 typedef struct lw_rr_proc {
 	pid_t pid;
 	uint64_t start_time; /* field 22 of /proc/PID/stat */

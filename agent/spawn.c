@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -60,9 +61,16 @@ pid_t lw_spawn(char *const argv[], char *why, size_t whylen)
 	while (n < 0 && errno == EINTR);
 	close(p[0]);
 	if (n == (ssize_t)sizeof(err)) {
+		struct stat st;
 		waitpid(pid, NULL, 0);
-		lw_why(why, whylen, "cannot run %s: %s", argv[0],
-		       strerror(err));
+		/* exec says EACCES for a folder: say what it is. */
+		if (err == EACCES && strchr(argv[0], '/') &&
+		    stat(argv[0], &st) == 0 && S_ISDIR(st.st_mode))
+			lw_why(why, whylen, "cannot run %s: it is a directory",
+			       argv[0]);
+		else
+			lw_why(why, whylen, "cannot run %s: %s", argv[0],
+			       strerror(err));
 		return -err;
 	}
 	return pid;

@@ -27,12 +27,20 @@
 
 static int tick_ms = 10, block_ms = 50, block_every = 20, seconds;
 static int pipefd[2];
-static volatile sig_atomic_t done;
+/* Set by the signal handler (on the loop thread) and at the end, read by
+ * the writer thread too: atomic, since a volatile flag is not enough
+ * between threads (TSan reports it as the data race it is). */
+static int done;
 
 static void on_signal(int sig)
 {
 	(void)sig;
-	done = 1;
+	__atomic_store_n(&done, 1, __ATOMIC_RELAXED);
+}
+
+static int is_done(void)
+{
+	return __atomic_load_n(&done, __ATOMIC_RELAXED);
 }
 
 static uint64_t mono_ns(void)
@@ -66,7 +74,7 @@ static void on_message(int fd)
 static void *writer(void *arg)
 {
 	(void)arg;
-	while (!done) {
+	while (!is_done()) {
 		if (write(pipefd[1], "m", 1) < 0)
 			break;
 		usleep(3000);
@@ -153,7 +161,7 @@ int main(int argc, char **argv)
 	uint64_t end =
 		seconds ? mono_ns() + (uint64_t)seconds * 1000000000u : 0;
 	uint64_t next_due = mono_ns() + (uint64_t)tick_ms * 1000000u;
-	while (!done && (end == 0 || mono_ns() < end)) {
+	while (!is_done() && (end == 0 || mono_ns() < end)) {
 		struct epoll_event events[16];
 		lw_probe_wait_enter(probe);
 		int n = epoll_wait(ep, events, 16, 100);
@@ -177,7 +185,7 @@ int main(int argc, char **argv)
 			}
 		}
 	}
-	done = 1;
+	__atomic_store_n(&done, 1, __ATOMIC_RELAXED);
 	pthread_join(th, NULL);
 	printf("ticks %ld messages %ld\n", ticks, messages);
 	lw_probe_free(probe);

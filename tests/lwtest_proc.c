@@ -10,7 +10,9 @@
 #include <bpf/bpf.h>
 #include <ctype.h>
 #include <dirent.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -93,8 +95,15 @@ pid_t lwt_start_listener(char **argv, const char *marker, uint16_t *port,
  * its exit status (-1 if it did not exit normally). */
 int lwt_loopwatch(char **args, char *out, size_t cap)
 {
-	char *argv[32];
+	return lwt_loopwatch_on(args, out, cap, NULL, NULL, NULL);
+}
+
+int lwt_loopwatch_on(char **args, char *out, size_t cap, const char *marker,
+		     void (*fn)(void *), void *arg)
+{
+	char *argv[32], line[4096];
 	int fd, n = 0;
+	size_t len = 0;
 
 	argv[n++] = strdup(lwt_build_path("bin/loopwatch"));
 	for (int i = 0; args[i] && n < 31; i++)
@@ -102,11 +111,32 @@ int lwt_loopwatch(char **args, char *out, size_t cap)
 	argv[n] = NULL;
 	pid_t pid = lwt_spawn(argv, &fd, 1, NULL);
 	free(argv[0]);
-	lwt_read_all(fd, out, cap, 60000);
+	/* Up to the marker line by lines, so that nothing after it is read
+	 * before fn has run. */
+	while (marker && len + 1 < cap &&
+	       lwt_read_line(fd, line, sizeof(line), 60000) >= 0) {
+		int w = snprintf(out + len, cap - len, "%s\n", line);
+		len += w < 0		       ? 0
+		       : (size_t)w < cap - len ? (size_t)w
+					       : cap - len - 1;
+		if (strstr(line, marker)) {
+			fn(arg);
+			break;
+		}
+	}
+	lwt_read_all(fd, out + len, cap - len, 60000);
 	close(fd);
 	int st = lwt_wait_exit(pid, 10000);
 	fprintf(stderr, "%s", out);
 	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+void lwt_ask_all(void *asks)
+{
+	const struct lwt_asks *a = asks;
+
+	for (const char *const *t = a->targets; *t; t++)
+		lwt_http_get(a->port, *t);
 }
 
 pid_t lwt_start_blocky(uint16_t *port, int *fd)
@@ -180,4 +210,66 @@ int lwt_bpf_prog_alive(unsigned id)
 		return 0;
 	close(fd);
 	return 1;
+}
+
+int lwt_run_split(char **argv, char *out, size_t outcap, char *err,
+		  size_t errcap)
+{
+	int po[2], pe[2];
+
+	ASSERT_OK(pipe2(po, O_CLOEXEC));
+	ASSERT_OK(pipe2(pe, O_CLOEXEC));
+	pid_t pid = fork();
+	ASSERT(pid >= 0);
+	if (pid == 0) {
+		int null = open("/dev/null", O_RDONLY);
+		dup2(null, 0);
+		dup2(po[1], 1);
+		dup2(pe[1], 2);
+		sigset_t none;
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		execv(argv[0], argv);
+		fprintf(stderr, "cannot run %s: %s\n", argv[0],
+			strerror(errno));
+		_exit(127);
+	}
+	close(po[1]);
+	close(pe[1]);
+	/* Both pipes at once, so that neither fills while the other is
+	 * read. */
+	struct pollfd p[2] = { { po[0], POLLIN, 0 }, { pe[0], POLLIN, 0 } };
+	char *buf[2] = { out, err };
+	size_t cap[2] = { outcap, errcap }, len[2] = { 0, 0 };
+	double deadline = lwt_now_ms() + 60000;
+	int open_fds = 2;
+	while (open_fds > 0 && lwt_now_ms() < deadline) {
+		if (poll(p, 2, 1000) < 0 && errno != EINTR)
+			break;
+		for (int i = 0; i < 2; i++) {
+			if (p[i].fd < 0 || p[i].revents == 0)
+				continue;
+			char tmp[4096];
+			ssize_t n = read(p[i].fd, tmp, sizeof(tmp));
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0) {
+				close(p[i].fd);
+				p[i].fd = -1;
+				open_fds--;
+				continue;
+			}
+			size_t room = cap[i] - 1 - len[i];
+			size_t k = (size_t)n < room ? (size_t)n : room;
+			memcpy(buf[i] + len[i], tmp, k);
+			len[i] += k;
+		}
+	}
+	for (int i = 0; i < 2; i++) {
+		buf[i][len[i]] = '\0';
+		if (p[i].fd >= 0)
+			close(p[i].fd);
+	}
+	int st = lwt_wait_exit(pid, 10000);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }

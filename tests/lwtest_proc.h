@@ -42,4 +42,24 @@ size_t lwt_bpf_progs_all(unsigned *ids, size_t max);
 /* Whether BPF program id is still loaded. */
 int lwt_bpf_prog_alive(unsigned id);
 
+/* The same, and once loopwatch's output has a line that contains marker
+ * (such as "attached to PID": the watch is on), fn(arg) runs before the
+ * rest is read.  A loopwatch that never says it, fn never sees. */
+int lwt_loopwatch_on(char **args, char *out, size_t cap, const char *marker,
+		     void (*fn)(void *), void *arg);
+
+/* For lwt_loopwatch_on: GET each of targets (NULL-ended) in turn. */
+struct lwt_asks {
+	uint16_t port;
+	const char *const *targets;
+};
+void lwt_ask_all(void *asks);
+
+/* Run argv (argv[0] a path) to its end with stdin on /dev/null and its
+ * stdout and stderr apart, in out and err (NUL-terminated, cut to fit):
+ * for tests that hold a command to what goes where.  Returns its exit
+ * status, -1 if it did not exit normally. */
+int lwt_run_split(char **argv, char *out, size_t outcap, char *err,
+		  size_t errcap);
+
 #endif /* LWTEST_PROC_H */

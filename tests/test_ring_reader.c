@@ -5,6 +5,7 @@
  * letter, so the reader is tested without libloopwatch's writer.  The
  * attach tests use real processes. */
 #include "lwtest.h"
+#include "lwtest_proc.h"
 #include "loopwatch.h"
 #include "loopwatch_ring.h"
 #include "proc.h"
@@ -955,6 +956,13 @@ TEST(rr_attach_errors)
 	ASSERT(strstr(why, "no such process") != NULL);
 	ASSERT_EQ(lw_rr_attach(0, &p, why, sizeof(why)), -ESRCH);
 	ASSERT_EQ(lw_rr_attach(-1, &p, why, sizeof(why)), -ESRCH);
+	/* kthreadd (2 in the first pid namespace): no user space. */
+	ASSERT_EQ(lw_proc_kernel_thread(2), 1);
+	ASSERT_EQ(lw_proc_kernel_thread(getpid()), 0);
+	ASSERT_EQ(lw_proc_kernel_thread(dead_pid()), -ESRCH);
+	ASSERT_EQ(lw_rr_attach(2, &p, why, sizeof(why)), -EINVAL);
+	ASSERT(p == NULL);
+	ASSERT(strstr(why, "kernel thread (kthreadd)") != NULL);
 
 	/* This process has no rings: attached, none found, said why. */
 	why[0] = '\0';
@@ -1140,6 +1148,11 @@ static int run_loopwatch(char *out, size_t outlen, const char *const *args)
 	return WEXITSTATUS(status);
 }
 
+static void kill_target(void *pid)
+{
+	kill(*(pid_t *)pid, SIGKILL);
+}
+
 TEST_T(rr_cli_dump, 60)
 {
 	static char out[1 << 16];
@@ -1164,15 +1177,12 @@ TEST_T(rr_cli_dump, 60)
 	ASSERT(strstr(out, " timer ") != NULL);
 	ASSERT(strstr(out, "late ") != NULL);
 
-	/* The target is killed while we watch: one line that says so, exit
-	 * 0. */
-	if (fork() == 0) {
-		usleep(300 * 1000);
-		kill(pid, SIGKILL);
-		_exit(0);
-	}
+	/* The target is killed while we watch (once dump says it is
+	 * attached): one line that says so, exit 0. */
 	const char *watch[] = { "dump", pidbuf, NULL };
-	ASSERT_EQ(run_loopwatch(out, sizeof(out), watch), 0);
+	ASSERT_EQ(lwt_loopwatch_on((char **)watch, out, sizeof(out),
+				   "attached to PID", kill_target, &pid),
+		  0);
 	char killed[64];
 	snprintf(killed, sizeof(killed),
 		 "\nloopwatch: process %d was killed by SIGKILL", (int)pid);

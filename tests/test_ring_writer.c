@@ -120,6 +120,37 @@ TEST(ringw_header_sites_and_records)
 	munmap((void *)v.h, v.size);
 }
 
+/* A callback that runs in the loop's first iteration (its timer was due
+ * before lw_run) is busy time too: the ring's busy time starts with the
+ * run, not at the end of its first wait (adbc413).  It used to be lost,
+ * 0 ns here, which made ringw_header_sites_and_records fail now and then
+ * on a loaded machine (its first slow timer came due before the run's
+ * first pass). */
+static void first_pass_cb(lw_timer_t *t)
+{
+	usleep(30 * 1000);
+	lw_stop(t->loop);
+}
+
+TEST(ringw_busy_from_the_first_pass)
+{
+	lw_loop_t *loop;
+	lw_timer_t t;
+	lw_loop_options_t o = { .name = "firstpass" };
+	ASSERT_OK(lw_loop_new(&loop, &o));
+	struct view v = map_ring(lw_loop_ring_fd(loop));
+	ASSERT_OK(lw_timer_init(loop, &t));
+	ASSERT_OK(lw_timer_start(&t, first_pass_cb, 0, 0));
+	usleep(20 * 1000); /* due well before the run */
+	ASSERT_OK(lw_run(loop));
+	ASSERT_EQ(v.h->head, 1);
+	ASSERT_GE(v.h->busy_ns, 29000000ull);
+	/* The caller's own pause before the run is not the loop's. */
+	ASSERT_LT(v.h->busy_ns, 1000000000ull);
+	lw_loop_free(loop);
+	munmap((void *)v.h, v.size);
+}
+
 /* ---- the current-callback slot, nested callbacks ---- */
 
 static struct view slot_view;

@@ -289,32 +289,14 @@ TEST_T(top_replay_recording, 60)
 	snprintf(rec, sizeof(rec), "%s/r.lwrec", dir);
 	pid_t srv = lwt_start_blocky(&port, &sfd);
 	snprintf(pidbuf, sizeof(pidbuf), "%d", (int)srv);
-	char *record[] = { strdup(lwt_build_path("bin/loopwatch")),
-			   "record",
-			   "-o",
-			   rec,
-			   "--duration",
-			   "3",
-			   pidbuf,
-			   NULL };
-	int rfd;
-	pid_t lw = lwt_spawn(record, &rfd, 1, NULL);
-	free(record[0]);
-	/* The request once the recording has begun, however long the
-	 * start took (symbols, probes; slower under a sanitizer). */
-	size_t n = 0;
-	char line[1024];
-	while (lwt_read_line(rfd, line, sizeof(line), 30000) >= 0) {
-		n += (size_t)snprintf(out + n, sizeof(out) - n, "%s\n", line);
-		if (strstr(line, "attached to PID") || strstr(line, "cannot"))
-			break;
-	}
-	lwt_http_get(port, "/sleep?ms=120");
-	lwt_read_all(rfd, out + n, sizeof(out) - n, 30000);
-	close(rfd);
-	fprintf(stderr, "%s", out);
-	int status = lwt_wait_exit(lw, 10000);
-	ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	static const char *const reqs[] = { "/sleep?ms=120", NULL };
+	struct lwt_asks asks = { port, reqs };
+	char *record[] = {
+		"record", "-o", rec, "--duration", "3", pidbuf, NULL
+	};
+	ASSERT_EQ(lwt_loopwatch_on(record, out, sizeof(out), "attached to PID",
+				   lwt_ask_all, &asks),
+		  0);
 	kill(srv, SIGTERM);
 	lwt_wait_exit(srv, 10000);
 	close(sfd);

@@ -10,7 +10,7 @@ PACKAGES=(
 	libbpf-dev bpftool libelf-dev libdw-dev zlib1g-dev
 	libncurses-dev tmux
 	libuv1-dev libev-dev libevent-dev
-	redis-server bpftrace jq
+	redis-server bpftrace jq valgrind
 )
 
 missing=()

@@ -35,6 +35,9 @@
  *                UTF-8), and a file (sparse, 64 MB) it reads whole from a
  *                timer every 100 ms; a reader must print none of them
  *                raw.
+ *   nodump       as sleep50, after prctl(PR_SET_DUMPABLE, 0): the kernel
+ *                then gives its /proc files (fds, maps, memory) to root,
+ *                and refuses them to its own user as it refuses ptrace.
  *   sites        "alpha": a timer every 10 ms.  On SIGUSR1 ("usr1"), a new
  *                site appears, "born_late" (a timer every 10 ms), and alpha
  *                is renamed "alpha_renamed".  Prints `fn alpha ADDR` and
@@ -339,7 +342,7 @@ static void halt_cb(lw_signal_t *w, void *arg, int signum)
 static int usage(void)
 {
 	fprintf(stderr, "usage: ring_target sleep50|late|stuck SECS|storm|"
-			"fork|defer|sites|hostile|flood\n");
+			"fork|defer|sites|hostile|flood|nodump\n");
 	return 2;
 }
 
@@ -352,7 +355,10 @@ int main(int argc, char **argv)
 	static lw_timer_t t1, t2;
 	lw_loop_t *loop;
 
-	if (strcmp(mode, "sleep50") == 0) {
+	if (strcmp(mode, "sleep50") == 0 || strcmp(mode, "nodump") == 0) {
+		if (strcmp(mode, "nodump") == 0 &&
+		    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+			die("make the process non-dumpable", -errno);
 		loop = make_loop(mode);
 		every(loop, &t1, sleep50_cb, "sleep50", 150, 150);
 		every(loop, &t2, fast_cb, "fast", 5, 5);
