@@ -56,7 +56,9 @@ static char request[512];
 static size_t request_len;
 
 static atomic_ullong ok, errors, sent;
-static volatile sig_atomic_t stop;
+/* Set by the signal handler and by main, read by every connection
+ * thread: an atomic, as a sig_atomic_t is not between threads. */
+static atomic_int stop;
 
 static void on_stop(int sig)
 {
