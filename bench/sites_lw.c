@@ -156,22 +156,6 @@ static void usage(const char *argv0)
 	exit(2);
 }
 
-static uint64_t arg_u64(const char *argv0, const char *s, uint64_t lo,
-			uint64_t hi)
-{
-	char *end;
-	errno = 0;
-	unsigned long long v = strtoull(s, &end, 10);
-	if (errno != 0 || end == s || *end != '\0' || s[0] == '-' || v < lo ||
-	    v > hi) {
-		fprintf(stderr,
-			"%s: bad number '%s' (%" PRIu64 "..%" PRIu64 ")\n",
-			argv0, s, lo, hi);
-		usage(argv0);
-	}
-	return v;
-}
-
 static double real_now(void)
 {
 	struct timespec ts;
@@ -196,13 +180,16 @@ int main(int argc, char **argv)
 	while ((c = getopt(argc, argv, "k:n:s:h")) != -1) {
 		switch (c) {
 		case 'k':
-			sites = arg_u64(argv[0], optarg, 1, SITES_MAX);
+			sites = bench_arg_u64(argv[0], optarg, 1, SITES_MAX,
+					      usage);
 			break;
 		case 'n':
-			rate = arg_u64(argv[0], optarg, 0, 100000000);
+			rate = bench_arg_u64(argv[0], optarg, 0, 100000000,
+					     usage);
 			break;
 		case 's':
-			seconds = arg_u64(argv[0], optarg, 1, 86400);
+			seconds =
+				bench_arg_u64(argv[0], optarg, 1, 86400, usage);
 			break;
 		default:
 			usage(argv[0]);

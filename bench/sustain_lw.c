@@ -214,22 +214,6 @@ static void usage(const char *argv0)
 	exit(2);
 }
 
-static uint64_t arg_u64(const char *argv0, const char *s, uint64_t lo,
-			uint64_t hi)
-{
-	char *end;
-	errno = 0;
-	unsigned long long v = strtoull(s, &end, 10);
-	if (errno != 0 || end == s || *end != '\0' || s[0] == '-' || v < lo ||
-	    v > hi) {
-		fprintf(stderr,
-			"%s: bad number '%s' (%" PRIu64 "..%" PRIu64 ")\n",
-			argv0, s, lo, hi);
-		usage(argv0);
-	}
-	return v;
-}
-
 int main(int argc, char **argv)
 {
 	struct pace p = { .rate = 1000000, .sites = 16, .seconds = 60 };
@@ -239,19 +223,23 @@ int main(int argc, char **argv)
 	while ((c = getopt(argc, argv, "n:k:s:p:l:h")) != -1) {
 		switch (c) {
 		case 'n':
-			p.rate = arg_u64(argv[0], optarg, 1, 100000000);
+			p.rate = bench_arg_u64(argv[0], optarg, 1, 100000000,
+					       usage);
 			break;
 		case 'k':
-			p.sites = arg_u64(argv[0], optarg, 1, SITES_MAX);
+			p.sites = bench_arg_u64(argv[0], optarg, 1, SITES_MAX,
+						usage);
 			break;
 		case 's':
-			p.seconds = arg_u64(argv[0], optarg, 1, 86400);
+			p.seconds =
+				bench_arg_u64(argv[0], optarg, 1, 86400, usage);
 			break;
 		case 'p':
-			period_us = arg_u64(argv[0], optarg, 10, 1000000);
+			period_us = bench_arg_u64(argv[0], optarg, 10, 1000000,
+						  usage);
 			break;
 		case 'l':
-			slow_s = arg_u64(argv[0], optarg, 0, 3600);
+			slow_s = bench_arg_u64(argv[0], optarg, 0, 3600, usage);
 			break;
 		default:
 			usage(argv[0]);

@@ -100,6 +100,11 @@ const char *lwt_build_path(const char *rel);
  * or -1 on timeout, EOF or error.  For reading what a started program says. */
 int lwt_read_line(int fd, char *buf, size_t cap, int timeout_ms);
 
+/* In a child just forked: run argv[0] with no signal blocked (the runner
+ * blocks some, and the mask would pass through exec); if it cannot be run,
+ * say why on stderr and _exit(127). */
+void lwt_exec(char *const argv[]) __attribute__((noreturn));
+
 /* Start argv[0] with stdout (and stderr too, with merge_stderr) on a pipe
  * whose read end goes to *out; tmpdir, if not NULL, becomes TMPDIR.  The
  * child starts with no signal blocked. */

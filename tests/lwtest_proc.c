@@ -226,13 +226,7 @@ int lwt_run_split(char **argv, char *out, size_t outcap, char *err,
 		dup2(null, 0);
 		dup2(po[1], 1);
 		dup2(pe[1], 2);
-		sigset_t none;
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
-		execv(argv[0], argv);
-		fprintf(stderr, "cannot run %s: %s\n", argv[0],
-			strerror(errno));
-		_exit(127);
+		lwt_exec(argv);
 	}
 	close(po[1]);
 	close(pe[1]);

@@ -91,6 +91,17 @@ int lwt_read_line(int fd, char *buf, size_t cap, int timeout_ms)
 	return (int)len;
 }
 
+void lwt_exec(char *const argv[])
+{
+	sigset_t none;
+
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	execv(argv[0], argv);
+	fprintf(stderr, "cannot run %s: %s\n", argv[0], strerror(errno));
+	_exit(127);
+}
+
 /*
  * Start argv[0] with stdout (and stderr too, with `merge_stderr`) on a pipe
  * whose read end goes to *out.  `tmpdir`, if not NULL, becomes TMPDIR.
@@ -108,15 +119,7 @@ pid_t lwt_spawn(char *const argv[], int *out, int merge_stderr,
 			dup2(p[1], 2);
 		if (tmpdir)
 			setenv("TMPDIR", tmpdir, 1);
-		/* The runner may have blocked signals: the child starts
-		 * clean. */
-		sigset_t none;
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
-		execv(argv[0], argv);
-		fprintf(stderr, "cannot run %s: %s\n", argv[0],
-			strerror(errno));
-		_exit(127);
+		lwt_exec(argv);
 	}
 	close(p[1]);
 	*out = p[0];

@@ -42,13 +42,7 @@ static void spawn_io(char *const argv[], struct proc *p)
 		dup2(in[0], 0);
 		dup2(out[1], 1);
 		dup2(out[1], 2);
-		sigset_t none;
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
-		execv(argv[0], argv);
-		fprintf(stderr, "cannot run %s: %s\n", argv[0],
-			strerror(errno));
-		_exit(127);
+		lwt_exec(argv);
 	}
 	close(in[0]);
 	close(out[1]);

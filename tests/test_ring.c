@@ -188,14 +188,7 @@ static void target_start(struct target *t, const char *const *args,
 		dup2(p[1], 1);
 		for (; env != NULL && env[0] != NULL; env++)
 			putenv((char *)env[0]);
-		/* The runner may have blocked signals: start clean. */
-		sigset_t none;
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
-		execv(argv[0], argv);
-		fprintf(stderr, "cannot run %s: %s\n", argv[0],
-			strerror(errno));
-		_exit(127);
+		lwt_exec(argv);
 	}
 	free(argv[0]);
 	close(p[1]);

@@ -4,6 +4,7 @@
 #include "bench.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -169,4 +170,21 @@ void bench_ring_close(int *rd, int *wr, int n)
 		close(rd[i]);
 		close(wr[i]);
 	}
+}
+
+uint64_t bench_arg_u64(const char *argv0, const char *s, uint64_t lo,
+		       uint64_t hi, void (*usage_of)(const char *argv0))
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno != 0 || end == s || *end != '\0' || s[0] == '-' || v < lo ||
+	    v > hi) {
+		fprintf(stderr,
+			"%s: bad number '%s' (%" PRIu64 "..%" PRIu64 ")\n",
+			argv0, s, lo, hi);
+		usage_of(argv0);
+		exit(2);
+	}
+	return v;
 }

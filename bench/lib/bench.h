@@ -92,6 +92,11 @@ void bench_metric_print(const bench_metric_t *m);
 /* Print "bench: WHAT: strerror(err)" on stderr and exit 1. */
 void bench_die(const char *what, int err) __attribute__((noreturn));
 
+/* A command-line number: s as a whole decimal number in [lo, hi], or a
+ * "bad number" line on stderr and usage_of(argv0) (then exit 2). */
+uint64_t bench_arg_u64(const char *argv0, const char *s, uint64_t lo,
+		       uint64_t hi, void (*usage_of)(const char *argv0));
+
 /* Die with `what` unless `rc` is 0 (rc is 0 or -errno, libuv style). */
 #define BENCH_CHECK(rc, what)                                              \
 	do {                                                               \
