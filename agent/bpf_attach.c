@@ -1474,9 +1474,21 @@ int lw_attach_run(const struct lw_attach_opts *o)
 		fprintf(stderr, "loopwatch: cannot allocate memory\n");
 		exit(EXIT_USAGE);
 	}
+	/* Ctrl-C or SIGTERM from here on ends the watch as its end does,
+	 * start-up included (the probes and the symbols take a second): the
+	 * summary, and the recording complete.  SA_RESTART, so that the
+	 * start-up's reads are not cut short by it. */
+	struct sigaction sa = { .sa_handler = on_signal,
+				.sa_flags = SA_RESTART },
+			 old_int, old_term;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, &old_int);
+	sigaction(SIGTERM, &sa, &old_term);
 
 	int r = lw_rr_attach(o->pid, &st->p, why, sizeof(why));
 	if (r < 0) {
+		sigaction(SIGINT, &old_int, NULL);
+		sigaction(SIGTERM, &old_term, NULL);
 		lw_model_free(st->model);
 		free(st);
 		return lw_attach_refused(o->pid, r, why);
@@ -1616,11 +1628,6 @@ int lw_attach_run(const struct lw_attach_opts *o)
 	}
 	fflush(st->say);
 
-	struct sigaction sa = { .sa_handler = on_signal }, old_int, old_term;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, &old_int);
-	sigaction(SIGTERM, &sa, &old_term);
-
 	uint64_t t0 = lw_now_ns(), next_alive = t0, next_counters = t0;
 	uint64_t next_summary = o->interval_ns ? t0 + o->interval_ns : 0;
 	uint64_t next_blocking = t0 + BLOCKING_NS, next_progress = t0;
@@ -1725,9 +1732,9 @@ int lw_attach_run(const struct lw_attach_opts *o)
 	}
 	fflush(out);
 	fflush(st->say);
+out:
 	sigaction(SIGINT, &old_int, NULL);
 	sigaction(SIGTERM, &old_term, NULL);
-out:
 	if (st->rec)
 		lw_rec_close(st->rec, NULL, why, sizeof(why));
 	if (o->model_out && rc == 0) {

@@ -18,7 +18,10 @@
  *                                   agent reads, the agent stopped now and
  *                                   then: the records read and lost add up
  *                                   to the records written, exactly, the
- *                                   agent says so, and its memory is flat.
+ *                                   agent says so, and its memory is flat;
+ *   soak_sigint_during_startup_keeps_recording
+ *                                   Ctrl-C while record still starts: the
+ *                                   recording ends complete and readable.
  *
  * The target is examples/blocky_server under tests/progs/http_load, or
  * tests/progs/ring_target's flood.  As root the agent runs with its kernel
@@ -806,4 +809,65 @@ TEST_T(overload_loss_exact_memory_flat, 120)
 	ASSERT_EQ(said, (unsigned long long)lost);
 	ASSERT_GT(rss1, 0);
 	ASSERT_LT(rss2 * 2, rss1 * 3);
+}
+
+/* Whether process pid catches signal sig (SigCgt of its status). */
+static int catches(pid_t pid, int sig)
+{
+	char path[64], line[256];
+	unsigned long long mask = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	FILE *f = fopen(path, "r");
+	if (f == NULL)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "SigCgt: %llx", &mask) == 1)
+			break;
+	fclose(f);
+	return (int)((mask >> (sig - 1)) & 1);
+}
+
+/* Ctrl-C while the agent is still starting (loading its probes, reading
+ * symbols and debug information): the recording is ended as any other,
+ * complete and readable, and the agent exits 0. */
+TEST_T(soak_sigint_during_startup_keeps_recording, 60)
+{
+	static char out[1 << 16];
+	char dir[] = "/tmp/lwsoakXXXXXX", rec[64], pidbuf[16];
+	uint16_t port;
+	int sfd, afd;
+
+	ASSERT(mkdtemp(dir) != NULL);
+	snprintf(rec, sizeof(rec), "%s/r.lwrec", dir);
+	pid_t srv = lwt_start_blocky(&port, &sfd);
+	snprintf(pidbuf, sizeof(pidbuf), "%d", (int)srv);
+	char *args[] = { "record", "-o", rec, pidbuf, NULL };
+	pid_t lw = start_lw(args, &afd);
+	/* As soon as it catches SIGINT, which is before its start-up. */
+	for (int i = 0; i < 5000 && !catches(lw, SIGINT); i++)
+		usleep(1000);
+	ASSERT(catches(lw, SIGINT));
+	ASSERT_OK(kill(lw, SIGINT));
+	size_t n = 0;
+	while (slurp(afd, out, &n, sizeof(out), 30000) && n + 1 < sizeof(out))
+		;
+	close(afd);
+	fprintf(stderr, "%s", out);
+	int st = lwt_wait_exit(lw, 30000);
+	ASSERT(WIFEXITED(st));
+	ASSERT_EQ(WEXITSTATUS(st), 0);
+	/* The signal came during the start-up: the line that ends it comes
+	 * after, and then at once the recording's end. */
+	ASSERT(strstr(out, "attached to PID") != NULL);
+	ASSERT(strstr(out, "recorded ") != NULL);
+	char *report[] = { "report", rec, NULL };
+	static char rep[1 << 16];
+	ASSERT_EQ(lwt_loopwatch(report, rep, sizeof(rep)), 0);
+	ASSERT(strstr(rep, "blocky_server") != NULL);
+	unlink(rec);
+	rmdir(dir);
+	kill(srv, SIGTERM);
+	lwt_wait_exit(srv, 10000);
+	close(sfd);
 }
