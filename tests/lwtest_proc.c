@@ -267,3 +267,30 @@ int lwt_run_split(char **argv, char *out, size_t outcap, char *err,
 	int st = lwt_wait_exit(pid, 10000);
 	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
+
+int lwt_sh_capture(const char *cmd, char *text, size_t cap)
+{
+	char out[] = "/tmp/lw-sh-XXXXXX", full[8192];
+	int fd = mkstemp(out);
+
+	ASSERT(fd >= 0);
+	close(fd);
+	snprintf(full, sizeof(full), "%s >'%s' 2>&1", cmd, out);
+	ASSERT(strlen(full) < sizeof(full) - 1);
+	int st = system(full);
+	fd = open(out, O_RDONLY | O_CLOEXEC);
+	ASSERT(fd >= 0);
+	size_t len = 0;
+	ssize_t n;
+	while (len < cap - 1 &&
+	       (n = read(fd, text + len, cap - 1 - len)) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		ASSERT(n > 0);
+		len += (size_t)n;
+	}
+	close(fd);
+	unlink(out);
+	text[len] = '\0';
+	return st;
+}

@@ -9,6 +9,7 @@
  * bound, never a tight upper bound.
  */
 #include "lwtest.h"
+#include "lwtest_proc.h"
 
 /* The parser is linked into the examples, not the library: compile it in. */
 #include "../examples/lib/http.c"
@@ -757,22 +758,13 @@ TEST(examples_http_parser_fuzz)
  * rings alone otherwise), and not the deferred one. */
 TEST_T(examples_demo_catches_blocking_callbacks, 120)
 {
-	char out[] = "/tmp/lw-demo-XXXXXX", cmd[4096];
+	char cmd[4096];
 	static char text[1 << 18];
-	int fd = mkstemp(out);
 
-	ASSERT(fd >= 0);
-	close(fd);
-	snprintf(cmd, sizeof(cmd), "bash '%s/tools/demo.sh' '%s' >'%s' 2>&1",
-		 LW_SRC_DIR, lwt_build_path(""), out);
-	int st = system(cmd);
-	fd = open(out, O_RDONLY | O_CLOEXEC);
-	ASSERT(fd >= 0);
-	ssize_t n = read(fd, text, sizeof(text) - 1);
-	close(fd);
-	unlink(out);
-	ASSERT(n > 0);
-	text[n] = '\0';
+	snprintf(cmd, sizeof(cmd), "bash '%s/tools/demo.sh' '%s'", LW_SRC_DIR,
+		 lwt_build_path(""));
+	int st = lwt_sh_capture(cmd, text, sizeof(text));
+	ASSERT(text[0] != '\0');
 	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
 		LWT_FAIL("demo.sh: status %#x:\n%s", st, text);
 	ASSERT(strstr(text, "Through the loop the uploads overlap") != NULL);

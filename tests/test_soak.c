@@ -611,23 +611,13 @@ TEST_T(soak_agent_maps_ring_read_only, 60)
  */
 TEST_T(soak_short, 240)
 {
-	char out[] = "/tmp/lw-soak-XXXXXX", cmd[4096];
+	char cmd[4096];
 	static char text[1 << 20];
-	int fd = mkstemp(out);
 
-	ASSERT(fd >= 0);
-	close(fd);
-	snprintf(cmd, sizeof(cmd),
-		 "SOAK_PHASE=3 bash '%s/bench/soak.sh' '%s' 36 >'%s' 2>&1",
-		 LW_SRC_DIR, lwt_build_path(""), out);
-	int st = system(cmd);
-	fd = open(out, O_RDONLY | O_CLOEXEC);
-	ASSERT(fd >= 0);
-	ssize_t n = read(fd, text, sizeof(text) - 1);
-	close(fd);
-	unlink(out);
-	ASSERT(n > 0);
-	text[n] = '\0';
+	snprintf(cmd, sizeof(cmd), "SOAK_PHASE=3 bash '%s/bench/soak.sh' '%s' 36",
+		 LW_SRC_DIR, lwt_build_path(""));
+	int st = lwt_sh_capture(cmd, text, sizeof(text));
+	ASSERT(text[0] != '\0');
 	fprintf(stderr, "%s", text);
 	if (WIFEXITED(st) && WEXITSTATUS(st) == 2 && strstr(text, "needs"))
 		SKIP("bench/soak.sh cannot run here (see above)");
