@@ -72,6 +72,10 @@
 #define MAX_DETECTED 16 /* loop threads taken from detection */
 #define COUNTERS_NS (100ull * 1000000) /* loop counters read this often */
 #define BLOCKING_NS (5ull * 1000000000) /* the kernel table, when recording */
+/* The recording's buffer goes to the file at least this often, so that an
+ * agent killed outright (SIGKILL, the OOM killer) leaves a file that holds
+ * all but its last second; the buffer is written sooner when full. */
+#define REC_FLUSH_NS (1ull * 1000000000)
 #define PROGRESS_NS (1ull * 1000000000) /* record's progress line */
 
 /* ---- small helpers ---- */
@@ -138,6 +142,7 @@ struct state {
 	size_t nloops, loops_cap;
 	lw_model_t *model;
 	lw_rec_writer_t *rec; /* NULL unless recording */
+	int rec_told; /* its write error has been said */
 	uint64_t json_seq;
 	uint64_t outside; /* events outside any callback */
 	uint64_t lost_reported; /* kernel events lost, as last said */
@@ -188,6 +193,9 @@ static const char *thread_label(const struct loop *l, char *buf, size_t len)
 
 static void rec_failed(struct state *st)
 {
+	/* Once: every item after the first failure fails the same way. */
+	if (st->rec_told++)
+		return;
 	fprintf(stderr, "loopwatch: cannot write the recording %s: %s\n",
 		st->o->record_path, lw_rec_writer_why(st->rec));
 	stop_signal = SIGTERM;
@@ -1631,6 +1639,7 @@ int lw_attach_run(const struct lw_attach_opts *o)
 	uint64_t t0 = lw_now_ns(), next_alive = t0, next_counters = t0;
 	uint64_t next_summary = o->interval_ns ? t0 + o->interval_ns : 0;
 	uint64_t next_blocking = t0 + BLOCKING_NS, next_progress = t0;
+	uint64_t next_flush = t0 + REC_FLUSH_NS;
 	lw_fate_end_t fate = LW_FATE_ALIVE;
 	emit_counters(st, t0);
 	while (!stop_signal) {
@@ -1675,6 +1684,11 @@ int lw_attach_run(const struct lw_attach_opts *o)
 		if (st->rec && now >= next_blocking) {
 			emit_blocking(st);
 			next_blocking = now + BLOCKING_NS;
+		}
+		if (st->rec && now >= next_flush) {
+			if (lw_rec_flush(st->rec) < 0)
+				rec_failed(st);
+			next_flush = now + REC_FLUSH_NS;
 		}
 		if (next_summary && now >= next_summary) {
 			summarize(st, now);
@@ -1722,10 +1736,11 @@ int lw_attach_run(const struct lw_attach_opts *o)
 	say_kernel_drops(st);
 	if (st->rec) {
 		if (lw_rec_close(st->rec, &e, why, sizeof(why)) < 0) {
-			fprintf(stderr,
-				"loopwatch: cannot write the recording %s: "
-				"%s\n",
-				o->record_path, why);
+			if (!st->rec_told)
+				fprintf(stderr,
+					"loopwatch: cannot write the recording "
+					"%s: %s\n",
+					o->record_path, why);
 			rc = EXIT_USAGE;
 		}
 		st->rec = NULL;

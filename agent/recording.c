@@ -296,7 +296,15 @@ lw_rec_writer_t *lw_rec_open(const char *path, const lw_rec_header_t *h,
 		lw_why(why, whylen, "%s: %s", path, strerror(errno));
 		return NULL;
 	}
-	return lw_rec_open_fd(fd, h, flags, why, whylen);
+	lw_rec_writer_t *w = lw_rec_open_fd(fd, h, flags, why, whylen);
+	if (w == NULL) {
+		/* Its reason names no file: name it. */
+		char inner[256];
+
+		snprintf(inner, sizeof(inner), "%s", why);
+		lw_why(why, whylen, "%s: %s", path, inner);
+	}
+	return w;
 }
 
 int lw_rec_write_loop(lw_rec_writer_t *w, const lw_rec_loop_t *l)

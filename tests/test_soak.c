@@ -21,7 +21,16 @@
  *                                   agent says so, and its memory is flat;
  *   soak_sigint_during_startup_keeps_recording
  *                                   Ctrl-C while record still starts: the
- *                                   recording ends complete and readable.
+ *                                   recording ends complete and readable;
+ *   soak_record_killed_keeps_its_data
+ *                                   a recorder of a quiet target, read
+ *                                   while it runs, has its callbacks on
+ *                                   file within seconds, and killed with
+ *                                   SIGKILL leaves them readable;
+ *   soak_record_write_error_said_once
+ *                                   a recording that cannot grow (a file
+ *                                   size limit) ends the recorder at once
+ *                                   with one line that names the file.
  *
  * The target is examples/blocky_server under tests/progs/http_load, or
  * tests/progs/ring_target's flood.  As root the agent runs with its kernel
@@ -860,4 +869,127 @@ TEST_T(soak_sigint_during_startup_keeps_recording, 60)
 	kill(srv, SIGTERM);
 	lwt_wait_exit(srv, 10000);
 	close(sfd);
+}
+
+/* The number of calls in the site row of report text that starts with
+ * "! NAME " or "  NAME ", -1 if there is none. */
+static long site_calls(const char *text, const char *name)
+{
+	char row[128];
+
+	for (const char *p = text; (p = strstr(p, name)) != NULL; p++) {
+		if (p - text < 2 || (p[-2] != '!' && p[-2] != ' ') ||
+		    p[-1] != ' ' || (p - text > 2 && p[-3] != '\n'))
+			continue;
+		snprintf(row, sizeof(row), "%.*s", (int)strcspn(p, "\n"), p);
+		char kind[32];
+		long calls;
+		char fmt[48];
+		snprintf(fmt, sizeof(fmt), "%%*s %%31s %%ld");
+		if (sscanf(row, fmt, kind, &calls) == 2)
+			return calls;
+	}
+	return -1;
+}
+
+/* A recorder writes what it has read to its file every second, not only
+ * when its buffer (4 MiB) fills: a quiet target's recording, read while
+ * the recorder runs, holds its callbacks within seconds, and the recorder
+ * killed outright leaves all of them readable. */
+TEST_T(soak_record_killed_keeps_its_data, 90)
+{
+	static char rep[1 << 16];
+	char dir[] = "/tmp/lwsoakXXXXXX", rec[64], line[256], pidbuf[16];
+	int tfd, afd;
+
+	ASSERT(mkdtemp(dir) != NULL);
+	snprintf(rec, sizeof(rec), "%s/r.lwrec", dir);
+	char *targv[] = { strdup(lwt_build_path("tests/progs/ring_target")),
+			  "sleep50", NULL };
+	pid_t tgt = lwt_spawn(targv, &tfd, 0, NULL);
+	free(targv[0]);
+	if (!read_until(tfd, "ready", lwt_now_ms() + 10000, line, sizeof(line)))
+		LWT_FAIL("ring_target sleep50 did not start");
+	snprintf(pidbuf, sizeof(pidbuf), "%d", (int)tgt);
+	char *args[] = { "record", "-o", rec, pidbuf, NULL };
+	pid_t lw = start_lw(args, &afd);
+	if (!read_until(afd, "attached to PID", lwt_now_ms() + 30000, line,
+			sizeof(line)))
+		LWT_FAIL("loopwatch record did not attach");
+
+	/* Read while it runs: a cut file (exit 2), whose summary grows. */
+	char *report[] = { "report", rec, NULL };
+	long seen = -1;
+	for (double end = lwt_now_ms() + 20000;
+	     lwt_now_ms() < end && seen < 5;) {
+		usleep(300 * 1000);
+		int rc = lwt_loopwatch(report, rep, sizeof(rep));
+		ASSERT(rc == 2 || rc == 0);
+		seen = site_calls(rep, "sleep50");
+	}
+	if (seen < 5)
+		LWT_FAIL("in 20 s the running recorder's file held %ld calls of "
+			 "sleep50 (a timer every 150 ms); its report:\n%s",
+			 seen, rep);
+	ASSERT_OK(kill(lw, SIGKILL));
+	int st = lwt_wait_exit(lw, 10000);
+	ASSERT(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+	close(afd);
+
+	/* Everything seen before the kill is still there, and the file
+	 * says how it ends. */
+	ASSERT_EQ(lwt_loopwatch(report, rep, sizeof(rep)), 2);
+	fprintf(stderr, "%s", rep);
+	ASSERT_GE(site_calls(rep, "sleep50"), seen);
+	ASSERT(strstr(rep, "no end record (the recorder did not finish)"));
+	unlink(rec);
+	rmdir(dir);
+	kill(tgt, SIGKILL);
+	lwt_wait_exit(tgt, 10000);
+	close(tfd);
+}
+
+/* A recording that stops growing (here a file size limit: bash's ulimit -f
+ * 64, SIGXFSZ ignored, against a next_tick storm) ends
+ * the recorder at once: one line names the file and the error, exit 2,
+ * long before its --duration. */
+TEST_T(soak_record_write_error_said_once, 90)
+{
+	static char out[1 << 16];
+	char dir[] = "/tmp/lwsoakXXXXXX", rec[64], line[256], cmd[1024];
+	int tfd;
+
+	ASSERT(mkdtemp(dir) != NULL);
+	snprintf(rec, sizeof(rec), "%s/r.lwrec", dir);
+	char *targv[] = { strdup(lwt_build_path("tests/progs/ring_target")),
+			  "storm", NULL };
+	pid_t tgt = lwt_spawn(targv, &tfd, 0, NULL);
+	free(targv[0]);
+	if (!read_until(tfd, "ready", lwt_now_ms() + 10000, line, sizeof(line)))
+		LWT_FAIL("ring_target storm did not start");
+	snprintf(cmd, sizeof(cmd),
+		 "bash -c 'ulimit -f 64 && trap \"\" XFSZ && exec \"$0\" "
+		 "record -o %s --duration 60 %d' '%s'",
+		 rec, (int)tgt, lwt_build_path("bin/loopwatch"));
+	double t0 = lwt_now_ms();
+	int st = lwt_sh_capture(cmd, out, sizeof(out));
+	double took = lwt_now_ms() - t0;
+	fprintf(stderr, "%s(ended after %.1f s)\n", out, took / 1000);
+	ASSERT(WIFEXITED(st));
+	ASSERT_EQ(WEXITSTATUS(st), 2);
+	char want[128];
+	snprintf(want, sizeof(want), "loopwatch: cannot write the recording %s: ",
+		 rec);
+	const char *said = strstr(out, want);
+	ASSERT(said != NULL);
+	ASSERT(strstr(said + strlen(want), "cannot write") == NULL);
+	ASSERT(strstr(said, "File too large") != NULL);
+	/* Not at --duration's end (60 s): the test's own limit is 90 s, so
+	 * this only tells a stop from a run to the end. */
+	ASSERT_LT(took, 55000);
+	unlink(rec);
+	rmdir(dir);
+	kill(tgt, SIGKILL);
+	lwt_wait_exit(tgt, 10000);
+	close(tfd);
 }
