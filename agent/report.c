@@ -8,6 +8,7 @@
 #include "ring_reader.h"
 
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -166,7 +167,7 @@ void lw_report_text(const lw_model_t *m, const struct lw_report_opts *o,
 	fprintf(out, "\n  %-28s %-10s %8s %9s %6s %9s %9s %9s %9s %9s\n",
 		"SITE", "KIND", "CALLS", "TOTAL", "SHARE", "P50", "P90", "P99",
 		"P99.9", "MAX");
-	size_t shown = 0, empty = 0;
+	size_t shown = 0, empty = 0, flagged = 0;
 	for (size_t i = 0; i < n && shown < top; i++) {
 		const lw_model_site_t *s = sorted[i];
 		/* A site known only from the kernel's blocking counts (a
@@ -186,10 +187,12 @@ void lw_report_text(const lw_model_t *m, const struct lw_report_opts *o,
 			snprintf(sh, sizeof(sh), "%.1f%%", share * 100);
 		else
 			snprintf(sh, sizeof(sh), "-");
+		bool mark = marked(m, o, s);
+		flagged += mark;
 		fprintf(out,
 			"%c %-28.28s %-10s %8" PRIu64
 			" %9s %6s %9s %9s %9s %9s %9s\n",
-			marked(m, o, s) ? '!' : ' ', s->name,
+			mark ? '!' : ' ', s->name,
 			kind_name(s->kind), lw_hist_count(&s->hist),
 			dur(lw_hist_sum(&s->hist), a, sizeof(a)), sh,
 			dur(q[0], b, sizeof(b)), dur(q[1], c, sizeof(c)),
@@ -198,10 +201,12 @@ void lw_report_text(const lw_model_t *m, const struct lw_report_opts *o,
 	}
 	if (n > shown + empty)
 		fprintf(out, "  (and %zu more sites)\n", n - shown - empty);
-	fprintf(out, "  %s\n",
-		o->check ? "! broke a budget"
-			 : "! its longest callback reached the slow "
-			   "threshold");
+	/* The key to the mark, when a row has it. */
+	if (flagged)
+		fprintf(out, "  %s\n",
+			o->check ? "! broke a budget"
+				 : "! its longest callback reached the slow "
+				   "threshold");
 
 	/* What held up the worst sites. */
 	size_t told = 0;
