@@ -193,6 +193,7 @@ static void print_command_help(const struct command *cmd)
 struct list_state {
 	int found; /* processes with rings */
 	int denied; /* processes whose fds we may not read */
+	pid_t first_denied;
 	pid_t self;
 };
 
@@ -206,7 +207,8 @@ static int list_one(pid_t pid, void *arg)
 		return 0;
 	int r = lw_rr_attach(pid, &p, why, sizeof(why));
 	if (r == -EACCES || r == -EPERM) {
-		ls->denied++;
+		if (ls->denied++ == 0)
+			ls->first_denied = pid;
 		return 0;
 	}
 	if (r < 0)
@@ -265,11 +267,20 @@ static int cmd_list(int argc, char **argv)
 	}
 	if (ls.found == 0)
 		printf("no process with loopwatch rings\n");
-	if (ls.denied > 0)
+	if (ls.denied > 0 && geteuid() != 0)
 		fprintf(stderr,
 			"loopwatch: %d process%s could not be inspected (run "
 			"as root to see every process)\n",
 			ls.denied, ls.denied == 1 ? "" : "es");
+	else if (ls.denied > 0)
+		/* Root refused: a process of another user namespace, or one
+		 * a security module keeps closed (PID 1 in some VMs). */
+		fprintf(stderr,
+			"loopwatch: %d process%s could not be inspected even "
+			"as root (the kernel refused its /proc files%s%d)\n",
+			ls.denied, ls.denied == 1 ? "" : "es",
+			ls.denied == 1 ? ": PID " : ", the first PID ",
+			(int)ls.first_denied);
 	return 0;
 }
 
