@@ -269,7 +269,7 @@ static void hostile_cb(lw_timer_t *t)
 {
 	/* 64 MB of a sparse file: long enough to be a slow read. */
 	if (pread(hostile_fd, t->data, HOSTILE_SIZE, 0) < 0)
-		die("read the hostile file", errno);
+		die("read the hostile file", -errno);
 }
 
 static void alpha_cb(lw_timer_t *t)
@@ -395,16 +395,16 @@ int main(int argc, char **argv)
 		hostile_fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC,
 				  0600);
 		if (hostile_fd < 0)
-			die("create the hostile file", errno);
+			die("create the hostile file", -errno);
 		/* Unlinked at once: the fd keeps its name in /proc. */
 		unlink(path);
 		if (ftruncate(hostile_fd, HOSTILE_SIZE) < 0)
-			die("size the hostile file", errno);
+			die("size the hostile file", -errno);
 		prctl(PR_SET_NAME, "x" HOSTILE);
 		loop = make_loop("loop" HOSTILE);
 		every(loop, &t1, hostile_cb, "site" HOSTILE, 100, 100);
 		if ((t1.data = malloc(HOSTILE_SIZE)) == NULL)
-			die("allocate", ENOMEM);
+			die("allocate", -ENOMEM);
 	} else if (strcmp(mode, "sites") == 0) {
 		loop = make_loop(mode);
 		print_fn("alpha", LW_FN(alpha_cb));
