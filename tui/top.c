@@ -1021,7 +1021,8 @@ void lw_top_ended(lw_top_t *t, const lw_model_t *m, const char *why)
 	t->ended = why;
 	t->live.stuck.active = 0;
 	if (t->live.now_ns == 0) {
-		t->live.now_ns = lw_model_info(m)->end_ns;
+		/* A replay: the file's end, or for a cut file its last time. */
+		t->live.now_ns = lw_model_end_ns(m);
 		t->live.rings =
 			!!(lw_model_info(m)->sources & LW_REC_SRC_RINGS);
 		t->live.kernel =
