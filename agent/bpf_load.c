@@ -157,9 +157,9 @@ int lw_bpf_open(struct lw_bpf **out, const struct lw_bpf_opts *opts, char *why,
 	if (access("/sys/kernel/btf/vmlinux", R_OK) != 0) {
 		err = errno;
 		lw_why(why, whylen,
-			"/sys/kernel/btf/vmlinux: %s (the probes need a "
-			"kernel built with CONFIG_DEBUG_INFO_BTF)",
-			strerror(err));
+		       "/sys/kernel/btf/vmlinux: %s (the probes need a "
+		       "kernel built with CONFIG_DEBUG_INFO_BTF)",
+		       strerror(err));
 		return -err;
 	}
 	libbpf_set_print(print_fn);
@@ -174,7 +174,7 @@ int lw_bpf_open(struct lw_bpf **out, const struct lw_bpf_opts *opts, char *why,
 	if (b->ncpus <= 0) {
 		err = b->ncpus ? -b->ncpus : EINVAL;
 		lw_why(why, whylen, "cannot count the possible CPUs: %s",
-			strerror(err));
+		       strerror(err));
 		goto cleanup;
 	}
 
@@ -182,7 +182,7 @@ int lw_bpf_open(struct lw_bpf **out, const struct lw_bpf_opts *opts, char *why,
 	if (!b->skel) {
 		err = errno ? errno : EINVAL;
 		lw_why(why, whylen, "cannot open the BPF object: %s (%s)",
-			strerror(err), hint(err));
+		       strerror(err), hint(err));
 		goto cleanup;
 	}
 	b->skel->rodata->min_ns = o.min_ns;
@@ -211,7 +211,7 @@ int lw_bpf_open(struct lw_bpf **out, const struct lw_bpf_opts *opts, char *why,
 	err = -watch_bpf__load(b->skel);
 	if (err) {
 		lw_why(why, whylen, "cannot load the BPF programs: %s (%s)",
-			strerror(err), hint(err));
+		       strerror(err), hint(err));
 		goto cleanup;
 	}
 
@@ -220,7 +220,7 @@ int lw_bpf_open(struct lw_bpf **out, const struct lw_bpf_opts *opts, char *why,
 	if (!b->rb) {
 		err = errno ? errno : EINVAL;
 		lw_why(why, whylen, "cannot map the ring buffer: %s (%s)",
-			strerror(err), hint(err));
+		       strerror(err), hint(err));
 		goto cleanup;
 	}
 	*out = b;
@@ -264,7 +264,7 @@ static void open_samplers(struct lw_bpf *b)
 	b->samplers = calloc((size_t)b->ncpus, sizeof(*b->samplers));
 	if (!b->samplers) {
 		lw_why(b->sample_why, sizeof(b->sample_why),
-			"cannot open the samplers: %s", strerror(ENOMEM));
+		       "cannot open the samplers: %s", strerror(ENOMEM));
 		return;
 	}
 	for (int cpu = 0; cpu < b->ncpus; cpu++) {
@@ -280,12 +280,12 @@ static void open_samplers(struct lw_bpf *b)
 			if (err == ENODEV || err == ENOENT)
 				continue; /* a possible CPU that is offline */
 			lw_why(b->sample_why, sizeof(b->sample_why),
-				"cannot open a perf event on CPU %d: %s%s", cpu,
-				strerror(err),
-				err == EACCES || err == EPERM
-					? " (needs CAP_PERFMON or a lower "
-					  "kernel.perf_event_paranoid)"
-					: "");
+			       "cannot open a perf event on CPU %d: %s%s", cpu,
+			       strerror(err),
+			       err == EACCES || err == EPERM
+				       ? " (needs CAP_PERFMON or a lower "
+					 "kernel.perf_event_paranoid)"
+				       : "");
 			continue;
 		}
 		b->samplers[b->nsamplers] = bpf_program__attach_perf_event(
@@ -294,8 +294,8 @@ static void open_samplers(struct lw_bpf *b)
 			err = errno;
 			close(pfd);
 			lw_why(b->sample_why, sizeof(b->sample_why),
-				"cannot attach the sampler on CPU %d: %s", cpu,
-				strerror(err));
+			       "cannot attach the sampler on CPU %d: %s", cpu,
+			       strerror(err));
 			continue;
 		}
 		/* From here the link owns pfd and closes it when
@@ -331,7 +331,7 @@ int lw_bpf_watch(struct lw_bpf *b, __u32 tid, __u32 flags, __u64 cur_site_addr,
 
 		if (!n) {
 			lw_why(why, whylen, "cannot watch thread %u: %s", tid,
-				strerror(ENOMEM));
+			       strerror(ENOMEM));
 			return -ENOMEM;
 		}
 		b->watched = n;
@@ -341,10 +341,10 @@ int lw_bpf_watch(struct lw_bpf *b, __u32 tid, __u32 flags, __u64 cur_site_addr,
 		int err = errno;
 
 		lw_why(why, whylen, "cannot watch thread %u: %s%s", tid,
-			strerror(err),
-			err == E2BIG ? " (too many watched threads; raise "
-				       "max_threads)"
-				     : "");
+		       strerror(err),
+		       err == E2BIG ? " (too many watched threads; raise "
+				      "max_threads)"
+				    : "");
 		return -err;
 	}
 	if (!w) {
@@ -415,7 +415,7 @@ int lw_bpf_attach(struct lw_bpf *b, char *why, size_t whylen)
 fail:
 	lw_bpf_detach(b);
 	lw_why(why, whylen, "cannot attach to %s: %s (%s)", what,
-		strerror(-err), hint(-err));
+	       strerror(-err), hint(-err));
 	return err;
 }
 

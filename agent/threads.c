@@ -405,8 +405,8 @@ int lw_threads_detect(pid_t pid, int samples, int interval_ms,
 	lw_why(why, whylen, "%s", "");
 	if (samples < 1 || interval_ms < 0 || (out == NULL && max > 0)) {
 		lw_why(why, whylen,
-			"bad arguments (samples %d, interval %d ms)", samples,
-			interval_ms);
+		       "bad arguments (samples %d, interval %d ms)", samples,
+		       interval_ms);
 		return -EINVAL;
 	}
 	if (pid <= 0) {
@@ -416,20 +416,20 @@ int lw_threads_detect(pid_t pid, int samples, int interval_ms,
 	r = read_stat(pid, &state, &flags);
 	if (r == -ESRCH || (r == 0 && (state == 'Z' || state == 'X'))) {
 		lw_why(why, whylen, "no process %d (or it has exited)",
-			(int)pid);
+		       (int)pid);
 		return -ESRCH;
 	}
 	if (r < 0) {
 		lw_why(why, whylen, "cannot read /proc/%d/stat: %s", (int)pid,
-			strerror(-r));
+		       strerror(-r));
 		return r;
 	}
 	/* A kernel thread has no user space and so no event loop; its
 	 * `syscall` file would read as syscall 0 (read). */
 	if (flags & LW_PF_KTHREAD) {
 		lw_why(why, whylen,
-			"pid %d is a kernel thread: it has no user-space loop",
-			(int)pid);
+		       "pid %d is a kernel thread: it has no user-space loop",
+		       (int)pid);
 		return 0;
 	}
 
@@ -452,20 +452,20 @@ int lw_threads_detect(pid_t pid, int samples, int interval_ms,
 	}
 	if (r == -ESRCH) {
 		lw_why(why, whylen, "process %d exited during detection",
-			(int)pid);
+		       (int)pid);
 		goto out;
 	}
 	if (r == -EACCES) {
 		lw_why(why, whylen,
-			"not allowed to read the threads of pid %d "
-			"(run as root or as its user, with "
-			"kernel.yama.ptrace_scope 0)",
-			(int)pid);
+		       "not allowed to read the threads of pid %d "
+		       "(run as root or as its user, with "
+		       "kernel.yama.ptrace_scope 0)",
+		       (int)pid);
 		goto out;
 	}
 	if (r < 0) {
 		lw_why(why, whylen, "cannot read the threads of pid %d: %s",
-			(int)pid, strerror(-r));
+		       (int)pid, strerror(-r));
 		goto out;
 	}
 
@@ -488,15 +488,15 @@ int lw_threads_detect(pid_t pid, int samples, int interval_ms,
 	if (d.n == 0) {
 		if (d.threads > 0 && d.running == d.threads)
 			lw_why(why, whylen,
-				"the threads of pid %d were running at every "
-				"sample (%d samples)",
-				(int)pid, samples);
+			       "the threads of pid %d were running at every "
+			       "sample (%d samples)",
+			       (int)pid, samples);
 		else
 			lw_why(why, whylen,
-				"no thread of pid %d was seen in an event "
-				"wait (epoll, poll, select, io_uring) in %d "
-				"samples",
-				(int)pid, samples);
+			       "no thread of pid %d was seen in an event "
+			       "wait (epoll, poll, select, io_uring) in %d "
+			       "samples",
+			       (int)pid, samples);
 	}
 	r = (int)n;
 out:

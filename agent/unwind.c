@@ -149,8 +149,8 @@ int lw_unwind_open(pid_t pid, lw_unwind_t **out, char *why, size_t whylen)
 	 * modules reported by lw_sym_open. */
 	if (!dwfl_attach_state(u->dwfl, NULL, pid, &callbacks, u)) {
 		lw_why(why, whylen,
-			"cannot prepare process %d for unwinding: %s", (int)pid,
-			dwfl_errmsg(-1));
+		       "cannot prepare process %d for unwinding: %s", (int)pid,
+		       dwfl_errmsg(-1));
 		lw_unwind_close(u);
 		return -EIO;
 	}

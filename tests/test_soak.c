@@ -623,8 +623,9 @@ TEST_T(soak_short, 240)
 	char cmd[4096];
 	static char text[1 << 20];
 
-	snprintf(cmd, sizeof(cmd), "SOAK_PHASE=3 bash '%s/bench/soak.sh' '%s' 36",
-		 LW_SRC_DIR, lwt_build_path(""));
+	snprintf(cmd, sizeof(cmd),
+		 "SOAK_PHASE=3 bash '%s/bench/soak.sh' '%s' 36", LW_SRC_DIR,
+		 lwt_build_path(""));
 	int st = lwt_sh_capture(cmd, text, sizeof(text));
 	ASSERT(text[0] != '\0');
 	fprintf(stderr, "%s", text);
@@ -928,9 +929,10 @@ TEST_T(soak_record_killed_keeps_its_data, 90)
 		seen = site_calls(rep, "sleep50");
 	}
 	if (seen < 5)
-		LWT_FAIL("in 20 s the running recorder's file held %ld calls of "
-			 "sleep50 (a timer every 150 ms); its report:\n%s",
-			 seen, rep);
+		LWT_FAIL(
+			"in 20 s the running recorder's file held %ld calls of "
+			"sleep50 (a timer every 150 ms); its report:\n%s",
+			seen, rep);
 	ASSERT_OK(kill(lw, SIGKILL));
 	int st = lwt_wait_exit(lw, 10000);
 	ASSERT(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
@@ -978,8 +980,8 @@ TEST_T(soak_record_write_error_said_once, 90)
 	ASSERT(WIFEXITED(st));
 	ASSERT_EQ(WEXITSTATUS(st), 2);
 	char want[128];
-	snprintf(want, sizeof(want), "loopwatch: cannot write the recording %s: ",
-		 rec);
+	snprintf(want, sizeof(want),
+		 "loopwatch: cannot write the recording %s: ", rec);
 	const char *said = strstr(out, want);
 	ASSERT(said != NULL);
 	ASSERT(strstr(said + strlen(want), "cannot write") == NULL);
