@@ -74,6 +74,9 @@ struct lw_attach_opts {
 	 * copied here, without "loopwatch: "; left alone otherwise. */
 	char *fate;
 	size_t fate_len;
+	/* When set, 1 is stored here if that end was a failure: a signal, or
+	 * an exit status other than 0 (lw_fate_failed); 0 otherwise. */
+	int *fate_failed;
 };
 
 /* Run until the duration elapses, SIGINT or SIGTERM, or the process ends

@@ -1726,6 +1726,8 @@ int lw_attach_run(const struct lw_attach_opts *o)
 		fprintf(st->say, "loopwatch: %s\n", line);
 		if (o->fate != NULL && o->fate_len > 0)
 			snprintf(o->fate, o->fate_len, "%s", line);
+		if (o->fate_failed != NULL)
+			*o->fate_failed = lw_fate_failed(st->fate);
 	}
 	lw_rec_end_t e = { .end_ns = end, .kernel_lost = st->kernel_lost };
 	for (size_t i = 0; i < st->nloops; i++)

@@ -268,6 +268,11 @@ static void print_evidence(const lw_check_failure_t *f, FILE *out)
 		fprintf(out, "        #%-2u %s\n", i, st->frames[i]);
 }
 
+int lw_check_passed(const lw_check_t *c)
+{
+	return c->nfail == 0 && c->ended_badly == NULL;
+}
+
 void lw_check_print(const lw_check_t *c, const lw_model_t *m, FILE *out)
 {
 	char line[1024];
@@ -289,6 +294,8 @@ void lw_check_print(const lw_check_t *c, const lw_model_t *m, FILE *out)
 				"FAIL  %-16s %zu of %" PRIu64 " over budget\n",
 				key_names[k], n, c->checked[k]);
 	}
+	if (c->ended_badly != NULL)
+		fprintf(out, "FAIL  %-16s %s\n", "exit", c->ended_badly);
 	for (size_t i = 0; i < c->nfail; i++) {
 		failure_line(&c->fail[i], line, sizeof(line));
 		fprintf(out, "\n%s: %s\n", key_names[c->fail[i].key], line);
@@ -300,9 +307,10 @@ void lw_check_print(const lw_check_t *c, const lw_model_t *m, FILE *out)
 			"allowed by an allow line)\n",
 			c->allowed, c->allowed == 1 ? "" : "s");
 	(void)m;
-	fprintf(out, "\ncheck: %s: %zu of %zu budget%s broken\n",
-		nbroke ? "FAILED" : "passed", nbroke, nact,
-		nact == 1 ? "" : "s");
+	fprintf(out, "\ncheck: %s: %zu of %zu budget%s broken%s\n",
+		lw_check_passed(c) ? "passed" : "FAILED", nbroke, nact,
+		nact == 1 ? "" : "s",
+		c->ended_badly ? ", and the process ended badly" : "");
 }
 
 /* ---- JUnit ---- */
@@ -358,6 +366,10 @@ int lw_check_junit(const lw_check_t *c, const lw_model_t *m, FILE *out)
 				break;
 			}
 	}
+	if (c->ended_badly != NULL) {
+		ntests++;
+		nfailures++;
+	}
 	fprintf(out, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
 	fprintf(out,
 		"<testsuites name=\"loopwatch\" tests=\"%zu\" failures=\"%zu\">"
@@ -411,6 +423,17 @@ int lw_check_junit(const lw_check_t *c, const lw_model_t *m, FILE *out)
 			}
 		}
 		fprintf(out, "</failure>\n    </testcase>\n");
+	}
+	if (c->ended_badly != NULL) {
+		fprintf(out,
+			"    <testcase classname=\"loopwatch.process\" "
+			"name=\"exit\" time=\"%.3f\">\n      <failure "
+			"message=\"",
+			secs);
+		xml_escape(out, c->ended_badly);
+		fprintf(out, "\" type=\"exit\">");
+		xml_escape(out, c->ended_badly);
+		fprintf(out, "\n</failure>\n    </testcase>\n");
 	}
 	fprintf(out, "  </testsuite>\n</testsuites>\n");
 	if (fflush(out) != 0 || ferror(out))
@@ -485,6 +508,7 @@ void lw_check_json(const lw_check_t *c, const lw_model_t *m, lw_json_t *j)
 	}
 	lw_json_arr_end(j);
 	lw_json_ku64(j, "allowed", c->allowed);
-	lw_json_kbool(j, "passed", c->nfail == 0);
+	lw_json_kstr(j, "ended_badly", c->ended_badly);
+	lw_json_kbool(j, "passed", lw_check_passed(c));
 	lw_json_obj_end(j);
 }

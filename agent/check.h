@@ -41,6 +41,11 @@ typedef struct lw_check {
 	size_t nfail;
 	lw_check_failure_t *fail; /* worst first within each key */
 	uint64_t allowed; /* blocking calls over syscall.max but allowed */
+	/* Set by the caller when the process ended badly while watched (a
+	 * signal, an exit status other than 0): the line that told it, e.g.
+	 * "process 1234 was killed by SIGSEGV ...".  It fails the check as
+	 * a broken budget does.  Not owned; NULL when it did not. */
+	const char *ended_badly;
 } lw_check_t;
 
 /* Evaluate; NULL when out of memory.  The result points into m and b:
@@ -54,12 +59,17 @@ const char *lw_check_key_name(enum lw_check_key k);
 /* 1 if site s broke a budget (the summary marks it). */
 int lw_check_site_over(const lw_check_t *c, const lw_model_site_t *s);
 
-/* The verdict for people: one line per budget key, then each failure with
- * its evidence and stack. */
+/* Whether the check passed: no budget broken, the process not ended
+ * badly. */
+int lw_check_passed(const lw_check_t *c);
+
+/* The verdict for people: one line per budget key (and "exit" when the
+ * process ended badly), then each failure with its evidence and stack. */
 void lw_check_print(const lw_check_t *c, const lw_model_t *m, FILE *out);
 
 /* JUnit XML: a <testsuite name="loopwatch check"> with one <testcase> per
- * budget key in force, failures carrying the evidence.  0, or -1 if out
+ * budget key in force, and one named "exit" when the process ended badly,
+ * failures carrying the evidence.  0, or -1 if out
  * fails to write (errno set). */
 int lw_check_junit(const lw_check_t *c, const lw_model_t *m, FILE *out);
 

@@ -462,6 +462,13 @@ static void running_callback(const lw_fate_t *f, int signalled, uint64_t min_ns,
 			 others == 1 ? " was" : "s were");
 }
 
+int lw_fate_failed(const lw_fate_t *f)
+{
+	if (f->end != LW_FATE_EXITED || !f->status_known)
+		return 0;
+	return !WIFEXITED(f->status) || WEXITSTATUS(f->status) != 0;
+}
+
 void lw_fate_line(lw_fate_t *f, uint64_t min_ns, char *buf, size_t len)
 {
 	const lw_rr_proc_t *p = f->p;

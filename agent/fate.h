@@ -91,6 +91,12 @@ lw_fate_end_t lw_fate_look(lw_fate_t *f, uint64_t now_ns, int full, FILE *say);
  */
 void lw_fate_line(lw_fate_t *f, uint64_t min_ns, char *buf, size_t len);
 
+/* 1 if the process ended badly: killed by a signal, or exited with a
+ * status other than 0 (a status not learned is not counted: it is never
+ * guessed); 0 while alive, after an exec or a PID reuse, or an exit with
+ * status 0.  Call it after lw_fate_line, which learns a late status. */
+int lw_fate_failed(const lw_fate_t *f);
+
 /* A wait status in words: "exited with status 3", "was killed by SIGSEGV
  * (core dumped)".  Returns buf. */
 const char *lw_fate_status(int status, char *buf, size_t len);

@@ -899,9 +899,17 @@ static int watch_target(const struct command *cmd, int argc, char **argv,
 		*status_out = 0;
 	} else {
 		char how[96];
-		if (!fate_told && (!WIFEXITED(status) || WEXITSTATUS(status)))
-			fprintf(stderr, "loopwatch: %s %s\n", name,
-				lw_fate_status(status, how, sizeof(how)));
+		if (!fate_told &&
+		    (!WIFEXITED(status) || WEXITSTATUS(status))) {
+			/* It ended as the watch did: told here instead. */
+			lw_fate_status(status, how, sizeof(how));
+			fprintf(stderr, "loopwatch: %s %s\n", name, how);
+			if (o->fate != NULL && o->fate_len > 0)
+				snprintf(o->fate, o->fate_len, "%s %s", name,
+					 how);
+			if (o->fate_failed != NULL)
+				*o->fate_failed = 1;
+		}
 		if (WIFEXITED(status))
 			*status_out = WEXITSTATUS(status);
 		else if (WIFSIGNALED(status))
@@ -991,11 +999,16 @@ static int cmd_check(int argc, char **argv)
 	const struct command *cmd = find_command("check");
 	struct watch_cli w;
 	lw_model_t *model = NULL;
-	int status = 0, rc;
+	int status = 0, rc, ended_badly = 0;
+	char fate[512] = "";
 
 	watch_defaults(&w);
 	w.o.events = 0;
 	w.o.model_out = &model;
+	/* A process that crashes or fails while watched fails the check. */
+	w.o.fate = fate;
+	w.o.fate_len = sizeof(fate);
+	w.o.fate_failed = &ended_badly;
 	rc = watch_opts(cmd, argc, argv, &w,
 			W_BUDGET | W_JSON_FILE | W_JUNIT | W_LIVE);
 	if (rc != 0)
@@ -1036,8 +1049,10 @@ static int cmd_check(int argc, char **argv)
 			rc = EXIT_USAGE;
 		} else {
 			printf("\n");
+			if (ended_badly)
+				c->ended_badly = fate;
 			lw_check_print(c, model, stdout);
-			rc = c->nfail > 0 ? 1 : 0;
+			rc = lw_check_passed(c) ? 0 : 1;
 			if (junit && lw_check_junit(c, model, junit) < 0) {
 				fprintf(stderr,
 					"loopwatch: cannot write the JUnit "
@@ -1554,7 +1569,10 @@ static const struct command commands[] = {
 	  "with examples, is in docs/budgets.md.  A process that ends before "
 	  "--duration\n"
 	  "is held to what was seen until then (one line says how it "
-	  "ended).\n\n"
+	  "ended); one that\n"
+	  "was killed by a signal or exited with a status other than 0 "
+	  "fails the check\n"
+	  "(FAIL  exit).\n\n"
 	  "  --budgets FILE      budgets from FILE (may be given more than "
 	  "once)\n"
 	  "  --budget K=V        one budget; flags win over files\n"
@@ -1566,9 +1584,11 @@ static const struct command commands[] = {
 	  "case per budget\n"
 	  "  --json=FILE         write the summary and verdict as JSON\n"
 	  "  -h, --help          this text\n\n"
-	  "Exit status: 0 every budget held, 1 a budget broke, 2 it could not "
-	  "do its\n"
-	  "job (bad flags or budgets, cannot attach, program not found).\n" },
+	  "Exit status: 0 every budget held, 1 a budget broke or the process "
+	  "ended badly,\n"
+	  "2 it could not do its job (bad flags or budgets, cannot attach, "
+	  "program not\n"
+	  "found).\n" },
 	{ "record", cmd_record,
 	  "-o FILE [options] (PID | -- PROGRAM [ARGS...])",
 	  "save the joined event stream of a process to a file",

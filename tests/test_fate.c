@@ -539,7 +539,8 @@ TEST_T(fate_record_kept, 60)
 	free(out);
 }
 
-/* `check`: the budgets are held to what was seen before the crash. */
+/* `check`: the budgets are held to what was seen before the crash, and
+ * the crash fails it too. */
 TEST_T(fate_check_verdict_kept, 60)
 {
 	char *out = malloc(OUT_CAP), line[512], want[160];
@@ -558,5 +559,110 @@ TEST_T(fate_check_verdict_kept, 60)
 	ASSERT(line_of(out, want, line, sizeof(line)) != NULL);
 	ASSERT(line_of(out, "FAIL  callback.max", line, sizeof(line)));
 	ASSERT(strstr(out, "callback.max: slow: longest 1") != NULL);
+	/* The crash fails the check too, on a line of its own. */
+	snprintf(want, sizeof(want), "FAIL  exit             process %d was "
+		 "killed by SIGSEGV", t.pid);
+	ASSERT(line_of(out, want, line, sizeof(line)) != NULL);
+	ASSERT(strstr(out, "\ncheck: FAILED: 1 of 1 budget broken, and the "
+			   "process ended badly\n") != NULL);
+	free(out);
+}
+
+/* The whole file at path, NUL-terminated, into buf. */
+static void read_whole(const char *path, char *buf, size_t cap)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ASSERT(fd >= 0);
+	ssize_t n = read(fd, buf, cap - 1);
+	ASSERT(n >= 0);
+	buf[n] = '\0';
+	close(fd);
+}
+
+/* `check` is a CI gate: a process that fails while it is watched fails
+ * the check even when every budget holds; one that exits with 0 does
+ * not.  The verdict says it on a line "FAIL  exit", JUnit has a test case
+ * "exit", the JSON an "ended_badly" line. */
+TEST_T(fate_check_fails_when_the_process_fails, 90)
+{
+	char *out = malloc(OUT_CAP), line[512], want[160];
+	char dir[] = "/tmp/lwfateXXXXXX", junit[64], json[64];
+	static char file[1 << 16];
+	struct proc t, a;
+
+	ASSERT(mkdtemp(dir) != NULL);
+	snprintf(junit, sizeof(junit), "%s/j.xml", dir);
+	snprintf(json, sizeof(json), "%s/j.json", dir);
+
+	/* Exits with 0: passed. */
+	char *easy[] = { "--budget", "callback.max=10s", "--duration", "20",
+			 NULL };
+	start_target(&t);
+	start_loopwatch("check", easy, t.pid, &a, out);
+	run_slow(&t, "20");
+	send_cmd(&t, "exit 0\n");
+	ASSERT_EQ(finish(&a, out), 0);
+	lwt_wait_exit(t.pid, 10000);
+	ASSERT(line_of(out, "FAIL ", line, sizeof(line)) == NULL);
+	ASSERT(strstr(out, "\ncheck: passed: 0 of 1 budget broken\n"));
+
+	/* Exits with 3: failed, in all three outputs. */
+	char junit_arg[80], json_arg[80];
+	snprintf(junit_arg, sizeof(junit_arg), "--junit=%s", junit);
+	snprintf(json_arg, sizeof(json_arg), "--json=%s", json);
+	char *files[] = { "--budget", "callback.max=10s", "--duration", "20",
+			  junit_arg, json_arg, NULL };
+	start_target(&t);
+	start_loopwatch("check", files, t.pid, &a, out);
+	run_slow(&t, "20");
+	send_cmd(&t, "exit 3\n");
+	ASSERT_EQ(finish(&a, out), 1);
+	lwt_wait_exit(t.pid, 10000);
+	snprintf(want, sizeof(want),
+		 "FAIL  exit             process %d exited with status 3",
+		 t.pid);
+	ASSERT(line_of(out, want, line, sizeof(line)) != NULL);
+	ASSERT_STREQ(line, want);
+	ASSERT(line_of(out, "ok    callback.max", line, sizeof(line)));
+	ASSERT(strstr(out, "\ncheck: FAILED: 0 of 1 budget broken, and the "
+			   "process ended badly\n"));
+	read_whole(junit, file, sizeof(file));
+	ASSERT(strstr(file, "tests=\"2\" failures=\"1\"") != NULL);
+	ASSERT(strstr(file, "<testcase classname=\"loopwatch.process\" "
+			    "name=\"exit\"") != NULL);
+	ASSERT(strstr(file, "exited with status 3</failure>") == NULL);
+	ASSERT(strstr(file, "type=\"exit\">process ") != NULL);
+	read_whole(json, file, sizeof(file));
+	snprintf(want, sizeof(want),
+		 "\"ended_badly\": \"process %d exited with status 3\"",
+		 t.pid);
+	ASSERT(strstr(file, want) != NULL);
+
+	/* check -- PROGRAM, which crashes: failed. */
+	char *argv[] = { strdup(lwt_build_path("bin/loopwatch")),
+			 "check",
+			 "--budget",
+			 "callback.max=10s",
+			 "--",
+			 strdup(lwt_build_path("tests/progs/fate_target")),
+			 NULL };
+	int pid = 0;
+	spawn_io(argv, &a);
+	free(argv[0]);
+	free(argv[5]);
+	out[0] = '\0';
+	expect(&a, "ready ", line, sizeof(line), out);
+	ASSERT_EQ(sscanf(line, "ready %d", &pid), 1);
+	if (strstr(out, "attached to PID") == NULL)
+		expect(&a, "attached to PID", line, sizeof(line), out);
+	send_cmd(&a, "segv\n");
+	ASSERT_EQ(finish(&a, out), 1);
+	snprintf(want, sizeof(want),
+		 "FAIL  exit             process %d was killed by SIGSEGV", pid);
+	ASSERT(line_of(out, want, line, sizeof(line)) != NULL);
+
+	unlink(junit);
+	unlink(json);
+	rmdir(dir);
 	free(out);
 }
