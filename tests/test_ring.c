@@ -403,11 +403,16 @@ TEST(ring_records_match_reality)
 		sum += x->duration_ns;
 		if (x->site == id50) {
 			ASSERT_EQ(x->kind, LW_KIND_TIMER);
+			/* A 50 ms sleep: at least that (the upper bound is
+			 * only "not garbage": a loaded machine may hold the
+			 * thread off CPU for long). */
 			ASSERT_GE(x->duration_ns, 48 * MS);
-			ASSERT_LE(x->duration_ns, 500 * MS);
-			/* A timer every 150 ms: never two within 100 ms. */
+			ASSERT_LE(x->duration_ns, 10000 * MS);
+			/* One at a time: the next starts after this one's
+			 * 50 ms (a late tick may bring the next one closer
+			 * than the 150 ms period). */
 			if (prev50 != 0)
-				ASSERT_GE(x->start_ns - prev50, 100 * MS);
+				ASSERT_GE(x->start_ns - prev50, 48 * MS);
 			prev50 = x->start_ns;
 			n50++;
 		} else if (x->site == idfast) {
