@@ -1728,6 +1728,21 @@ int lw_attach_run(const struct lw_attach_opts *o)
 			snprintf(o->fate, o->fate_len, "%s", line);
 		if (o->fate_failed != NULL)
 			*o->fate_failed = lw_fate_failed(st->fate);
+		/* To the model (the summary's JSON) and the recording. */
+		emit(st, &(lw_rec_item_t){
+				 .type = LW_REC_FATE,
+				 .u.fate = {
+					 .end = fate == LW_FATE_EXITED
+							? LW_REC_FATE_EXITED
+						: fate == LW_FATE_EXECED
+							? LW_REC_FATE_EXECED
+							: LW_REC_FATE_REUSED,
+					 .flags = lw_fate_failed(st->fate)
+							  ? LW_REC_FATE_FAILED
+							  : 0,
+					 .seen_ns = lw_now_ns(),
+					 .line = line,
+				 } });
 	}
 	lw_rec_end_t e = { .end_ns = end, .kernel_lost = st->kernel_lost };
 	for (size_t i = 0; i < st->nloops; i++)

@@ -1276,11 +1276,18 @@ static int cmd_top(int argc, char **argv)
 			lw_model_free(m);
 			return EXIT_USAGE;
 		}
-		char ended[600];
-		snprintf(ended, sizeof(ended), "%s%s",
-			 n < 0 ? "recording damaged, shown up to it: "
-			       : "a recording, as it ended",
-			 n < 0 ? why : "");
+		char ended[1200];
+		const char *fate = lw_model_info(m)->fate;
+		if (n < 0)
+			snprintf(ended, sizeof(ended),
+				 "recording damaged, shown up to it: %s", why);
+		else if (fate[0])
+			/* How the process ended, as the recorder said. */
+			snprintf(ended, sizeof(ended), "a recording: %s",
+				 fate);
+		else
+			snprintf(ended, sizeof(ended),
+				 "a recording, as it ended");
 		lw_top_ended(t, m, ended);
 		lw_top_close(t);
 		lw_model_free(m);
@@ -1406,6 +1413,10 @@ static int cmd_report(int argc, char **argv)
 		lw_model_t *m = model_of(r, &n, why, sizeof(why));
 		bad = n < 0;
 		lw_check_t *chk = w.budget ? lw_check_eval(m, w.budget) : NULL;
+		const lw_model_info_t *info = lw_model_info(m);
+		/* As check would have: a process that failed fails it. */
+		if (chk && (info->fate_flags & LW_REC_FATE_FAILED))
+			chk->ended_badly = info->fate;
 		struct lw_report_opts ro = { .check = chk };
 		if (json) {
 			lw_json_t j;
@@ -1413,13 +1424,17 @@ static int cmd_report(int argc, char **argv)
 			lw_report_json(m, &ro, "final", 0, &j);
 			lw_json_end(&j);
 		} else {
+			/* The line the recorder said when the process ended,
+			 * as it said it. */
+			if (info->fate[0])
+				fprintf(out, "loopwatch: %s\n", info->fate);
 			lw_report_text(m, &ro, out);
 			if (chk) {
 				fprintf(out, "\n");
 				lw_check_print(chk, m, out);
 			}
 		}
-		if (chk && chk->nfail > 0)
+		if (chk && !lw_check_passed(chk))
 			rc = 1;
 		lw_check_free(chk);
 		lw_model_free(m);

@@ -504,6 +504,12 @@ void lw_model_item(lw_model_t *m, const lw_rec_item_t *it)
 	case LW_REC_BLOCKING:
 		lw_model_blocking(m, &it->u.blocking);
 		break;
+	case LW_REC_FATE:
+		snprintf(m->info.fate, sizeof(m->info.fate), "%s",
+			 it->u.fate.line ? it->u.fate.line : "");
+		m->info.fate_end = it->u.fate.end;
+		m->info.fate_flags = it->u.fate.flags;
+		break;
 	case LW_REC_END:
 		lw_model_end(m, &it->u.end);
 		break;

@@ -150,6 +150,12 @@ typedef struct lw_model_info {
 	uint64_t kernel_lost; /* kernel events lost */
 	uint64_t sites_dropped; /* sites past LW_MODEL_SITES_MAX */
 	int ended; /* an end record (or lw_model_end) was seen */
+	/* How the process ended while watched (a fate record): the line the
+	 * agent said, "" if it did not end first; fate_end is enum
+	 * lw_rec_fate_end, fate_flags LW_REC_FATE_* (FAILED: a signal or a
+	 * status other than 0). */
+	char fate[512];
+	uint32_t fate_end, fate_flags;
 	/* The latest time a callback, kernel event or counters reading
 	 * carried: where a recording cut before its end record ends. */
 	uint64_t seen_ns;

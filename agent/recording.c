@@ -90,6 +90,8 @@ const char *lw_rec_type_name(unsigned type)
 		return "end";
 	case LW_REC_BLOCKING:
 		return "blocking";
+	case LW_REC_FATE:
+		return "fate";
 	}
 	return "unknown";
 }
@@ -453,6 +455,21 @@ int lw_rec_write_blocking(lw_rec_writer_t *w, const lw_rec_blocking_t *b)
 	return w_end(w, p);
 }
 
+#define FATE_FIXED 16
+
+int lw_rec_write_fate(lw_rec_writer_t *w, const lw_rec_fate_t *f)
+{
+	uint8_t *p = w_begin(w, LW_REC_FATE, FATE_FIXED + 2 + str_len(f->line));
+
+	if (p == NULL)
+		return w->err;
+	p = put32(p, f->end);
+	p = put32(p, f->flags);
+	p = put64(p, f->seen_ns);
+	p = put_str(p, f->line);
+	return w_end(w, p);
+}
+
 int lw_rec_write_item(lw_rec_writer_t *w, const lw_rec_item_t *it)
 {
 	switch (it->type) {
@@ -468,6 +485,8 @@ int lw_rec_write_item(lw_rec_writer_t *w, const lw_rec_item_t *it)
 		return lw_rec_write_counters(w, &it->u.counters);
 	case LW_REC_BLOCKING:
 		return lw_rec_write_blocking(w, &it->u.blocking);
+	case LW_REC_FATE:
+		return lw_rec_write_fate(w, &it->u.fate);
 	default:
 		return -EINVAL;
 	}
@@ -926,6 +945,38 @@ static void d_blocking(struct cur *c, lw_rec_reader_t *r, lw_rec_blocking_t *b)
 		r->frames[i] = cstr(c, "frames");
 }
 
+static void d_fate(struct cur *c, const lw_rec_reader_t *r, lw_rec_fate_t *f)
+{
+	int newer = r->minor > LW_REC_MINOR;
+
+	f->end = c32(c, "end");
+	f->flags = c32(c, "flags");
+	f->seen_ns = c64(c, "seen_ns");
+	f->line = cstr(c, "line");
+	/* A newer minor may add ends and flags: read as "exited" with no
+	 * flags known; in a file of this minor they are a fault. */
+	if (c->bad == NULL &&
+	    (f->end < LW_REC_FATE_EXITED || f->end > LW_REC_FATE_REUSED)) {
+		if (newer) {
+			f->end = LW_REC_FATE_EXITED;
+		} else {
+			c->bad = "not 1 (exited), 2 (exec'd) or 3 (PID "
+				 "reused)";
+			c->field = "end";
+		}
+	}
+	if (c->bad == NULL && (f->flags & ~(uint32_t)LW_REC_FATE_FAILED)) {
+		if (newer) {
+			f->flags &= LW_REC_FATE_FAILED;
+		} else {
+			c->bad = "unknown flags";
+			c->field = "flags";
+		}
+	}
+	if (c->bad != NULL)
+		f->line = "";
+}
+
 static void d_counters(struct cur *c, lw_rec_counters_t *k)
 {
 	k->loop_id = c32(c, "loop_id");
@@ -1041,7 +1092,10 @@ int lw_rec_next(lw_rec_reader_t *r, lw_rec_item_t *item)
 				      "corrupt recording: a second header at "
 				      "offset %llu",
 				      (unsigned long long)off);
-		if (type < LW_REC_HEADER || type > LW_REC_BLOCKING) {
+		/* The fate record came with 1.1: in a 1.0 file it is as
+		 * unknown as any other. */
+		if (type < LW_REC_HEADER || type > LW_REC_FATE ||
+		    (type == LW_REC_FATE && r->major == 1 && r->minor < 1)) {
 			if (r->minor <= LW_REC_MINOR)
 				return r_fail(r, LW_REC_E_CORRUPT, off,
 					      "corrupt recording: unknown "
@@ -1099,6 +1153,9 @@ int lw_rec_next(lw_rec_reader_t *r, lw_rec_item_t *item)
 			break;
 		case LW_REC_BLOCKING:
 			d_blocking(&c, r, &item->u.blocking);
+			break;
+		case LW_REC_FATE:
+			d_fate(&c, r, &item->u.fate);
 			break;
 		case LW_REC_END:
 			d_end(&c, &item->u.end);

@@ -36,7 +36,7 @@
  * a higher minor, skipping record types it does not know and fields
  * appended to records it knows. */
 #define LW_REC_MAJOR 1
-#define LW_REC_MINOR 0
+#define LW_REC_MINOR 1 /* 1.1: the fate record */
 
 #define LW_REC_MAGIC "LWREC\0\0\0" /* 8 bytes, the NULs included */
 #define LW_REC_MAGIC_LEN 8
@@ -60,6 +60,7 @@ enum lw_rec_type {
 	LW_REC_COUNTERS = 6,
 	LW_REC_END = 7,
 	LW_REC_BLOCKING = 8,
+	LW_REC_FATE = 9, /* format 1.1 on */
 };
 
 /* lw_rec_header_t.sources: which sources were live. */
@@ -185,6 +186,26 @@ typedef struct lw_rec_counters {
 	uint64_t pool_oldest_start_ns; /* oldest running job, 0 if none */
 } lw_rec_counters_t;
 
+/* How the watch of the process ended when the process did (fate.h): it
+ * exited or was killed, exec'd, or its PID was reused.  At most one, just
+ * before the end record; none when the watch ended first. */
+enum lw_rec_fate_end {
+	LW_REC_FATE_EXITED = 1, /* exited, or a signal killed it */
+	LW_REC_FATE_EXECED = 2,
+	LW_REC_FATE_REUSED = 3,
+};
+enum {
+	/* A signal killed it, or it exited with a status other than 0. */
+	LW_REC_FATE_FAILED = 0x1,
+};
+typedef struct lw_rec_fate {
+	uint32_t end; /* enum lw_rec_fate_end */
+	uint32_t flags; /* LW_REC_FATE_* */
+	uint64_t seen_ns; /* when the agent saw it, CLOCK_MONOTONIC */
+	const char *line; /* the line the agent said ("process 12 exited
+			   * with status 3") */
+} lw_rec_fate_t;
+
 /* The clean end.  The writer fills records, callbacks and kevents itself
  * (the counts it wrote before this record); the caller gives the rest. */
 typedef struct lw_rec_end {
@@ -224,6 +245,7 @@ int lw_rec_write_callback(lw_rec_writer_t *w, const lw_rec_callback_t *c);
 int lw_rec_write_kevent(lw_rec_writer_t *w, const lw_rec_kevent_t *k);
 int lw_rec_write_counters(lw_rec_writer_t *w, const lw_rec_counters_t *c);
 int lw_rec_write_blocking(lw_rec_writer_t *w, const lw_rec_blocking_t *b);
+int lw_rec_write_fate(lw_rec_writer_t *w, const lw_rec_fate_t *f);
 /* Any of the above by its item (a header or an end item is refused with
  * -EINVAL: they belong to lw_rec_open and lw_rec_close). */
 struct lw_rec_item;
@@ -273,6 +295,7 @@ typedef struct lw_rec_item {
 		lw_rec_kevent_t kevent;
 		lw_rec_counters_t counters;
 		lw_rec_blocking_t blocking;
+		lw_rec_fate_t fate;
 		lw_rec_end_t end;
 	} u;
 } lw_rec_item_t;

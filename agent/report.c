@@ -362,6 +362,21 @@ void lw_report_json(const lw_model_t *m, const struct lw_report_opts *o,
 	lw_json_obj(j);
 	lw_json_ki64(j, "pid", info->pid);
 	lw_json_kstr(j, "comm", info->comm);
+	/* How it ended while watched, null if it did not. */
+	lw_json_key(j, "ended");
+	if (info->fate[0]) {
+		static const char *const how[] = { "?", "exited", "execed",
+						   "pid_reused" };
+		lw_json_obj(j);
+		lw_json_kstr(j, "how",
+			     how[info->fate_end <= 3 ? info->fate_end : 0]);
+		lw_json_kbool(j, "failed",
+			      info->fate_flags & LW_REC_FATE_FAILED);
+		lw_json_kstr(j, "line", info->fate);
+		lw_json_obj_end(j);
+	} else {
+		lw_json_str(j, NULL);
+	}
 	lw_json_obj_end(j);
 	lw_json_key(j, "sources");
 	lw_json_obj(j);

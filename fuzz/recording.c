@@ -71,6 +71,12 @@ static void check_item(const lw_rec_item_t *it)
 		for (uint32_t i = 0; i < it->u.blocking.nframes; i++)
 			check_str(it->u.blocking.frames[i]);
 		break;
+	case LW_REC_FATE:
+		check_str(it->u.fate.line);
+		if (it->u.fate.end < LW_REC_FATE_EXITED ||
+		    it->u.fate.end > LW_REC_FATE_REUSED)
+			abort();
+		break;
 	case LW_REC_CALLBACK:
 	case LW_REC_COUNTERS:
 	case LW_REC_END:
@@ -114,6 +120,13 @@ static void same(const lw_rec_item_t *a, const lw_rec_item_t *b)
 		break;
 	case LW_REC_COUNTERS:
 		if (a->u.counters.busy_ns != b->u.counters.busy_ns)
+			abort();
+		break;
+	case LW_REC_FATE:
+		if (a->u.fate.end != b->u.fate.end ||
+		    a->u.fate.flags != b->u.fate.flags ||
+		    a->u.fate.seen_ns != b->u.fate.seen_ns ||
+		    strcmp(a->u.fate.line, b->u.fate.line) != 0)
 			abort();
 		break;
 	case LW_REC_BLOCKING:

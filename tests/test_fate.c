@@ -534,6 +534,21 @@ TEST_T(fate_record_kept, 60)
 	char *args[] = { "report", path, NULL };
 	ASSERT_EQ(lwt_loopwatch(args, out, OUT_CAP), 0);
 	slow_kept(out, 110);
+	/* The recording says how the process ended, as the recorder did:
+	 * report says the same line, its JSON has it, and held to budgets
+	 * the crash fails it as check would. */
+	char said[512];
+	ASSERT(line_of(out, want, said, sizeof(said)) != NULL);
+	ASSERT(strstr(said, "while callback crash (tick)") != NULL);
+	char *json[] = { "report", "--json", path, NULL };
+	ASSERT_EQ(lwt_loopwatch(json, out, OUT_CAP), 0);
+	ASSERT(strstr(out, "\"ended\": {") != NULL);
+	ASSERT(strstr(out, "\"how\": \"exited\"") != NULL);
+	ASSERT(strstr(out, "\"failed\": true") != NULL);
+	char *budget[] = { "report", "--budget", "callback.max=10s", path,
+			   NULL };
+	ASSERT_EQ(lwt_loopwatch(budget, out, OUT_CAP), 1);
+	ASSERT(strstr(out, "FAIL  exit             process ") != NULL);
 	unlink(path);
 	rmdir(dir);
 	free(out);

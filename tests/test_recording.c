@@ -157,6 +157,13 @@ static void write_sample(const char *path, int with_end)
 		.pool_oldest_start_ns = 1999000000ull,
 	};
 	ASSERT_OK(lw_rec_write_counters(w, &k));
+	lw_rec_fate_t f = {
+		.end = LW_REC_FATE_EXITED,
+		.flags = LW_REC_FATE_FAILED,
+		.seen_ns = 2500000000ull,
+		.line = "process 4242 was killed by SIGSEGV",
+	};
+	ASSERT_OK(lw_rec_write_fate(w, &f));
 	lw_rec_end_t end = { .end_ns = 3000000000ull,
 			     .lost_records = 3,
 			     .kernel_lost = 4 };
@@ -165,8 +172,8 @@ static void write_sample(const char *path, int with_end)
 }
 
 /* Records in the sample: header, 2 loops, 1 site, the callbacks, 1
- * kevent, 1 counters, end. */
-#define SAMPLE_RECORDS (1 + 2 + 1 + SAMPLE_CALLBACKS + 1 + 1 + 1)
+ * kevent, 1 counters, 1 fate, end. */
+#define SAMPLE_RECORDS (1 + 2 + 1 + SAMPLE_CALLBACKS + 1 + 1 + 1 + 1)
 
 /* Read all items: their types and offsets, the return of the last
  * lw_rec_next, and the reader (for its error) in *rp. */
@@ -286,6 +293,13 @@ TEST(recording_roundtrip)
 	ASSERT_EQ(n->pool_queued, 5);
 	ASSERT_EQ(n->pool_completed, 1234);
 	ASSERT_EQ(n->pool_oldest_start_ns, 1999000000ull);
+
+	ASSERT_EQ(lw_rec_next(r, &it), 1);
+	ASSERT_EQ(it.type, LW_REC_FATE);
+	ASSERT_EQ(it.u.fate.end, LW_REC_FATE_EXITED);
+	ASSERT_EQ(it.u.fate.flags, LW_REC_FATE_FAILED);
+	ASSERT_EQ(it.u.fate.seen_ns, 2500000000ull);
+	ASSERT_STREQ(it.u.fate.line, "process 4242 was killed by SIGSEGV");
 
 	ASSERT_EQ(lw_rec_next(r, &it), 1);
 	ASSERT_EQ(it.type, LW_REC_END);
@@ -569,6 +583,73 @@ TEST(recording_newer_minor_skipped)
 	ASSERT(strstr(lw_rec_reader_why(r), "unknown record type 99") != NULL);
 	printf("%s\n", lw_rec_reader_why(r));
 	lw_rec_reader_close(r);
+}
+
+/* The fate record came with format 1.1: read in a 1.1 file, a fault in a
+ * 1.0 one (as any type unknown to that version); an end kind or flag of a
+ * newer minor is read as what this reader knows. */
+TEST(recording_fate_record_since_1_1)
+{
+	static struct buf b, p;
+	char why[256] = "";
+	lw_rec_item_t it;
+
+	ASSERT_EQ(LW_REC_MINOR, 1);
+	p.n = 0;
+	b_le(&p, LW_REC_FATE_EXECED, 4);
+	b_le(&p, 0, 4);
+	b_le(&p, 1234, 8);
+	b_le(&p, 4, 2);
+	b_put(&p, "exec", 4);
+	for (unsigned minor = 0; minor <= 2; minor++) {
+		b.n = 0;
+		b_preamble(&b, LW_REC_MAJOR, minor);
+		b_header(&b);
+		b_record(&b, LW_REC_FATE, p.b, p.n);
+		b_end(&b, 2);
+		lw_rec_reader_t *r =
+			lw_rec_reader_open_mem(b.b, b.n, why, sizeof(why));
+		if (r == NULL)
+			LWT_FAIL("open: %s", why);
+		ASSERT_EQ(lw_rec_next(r, &it), 1);
+		if (minor == 0) {
+			ASSERT_EQ(lw_rec_next(r, &it), -1);
+			ASSERT(strstr(lw_rec_reader_why(r),
+				      "unknown record type 9") != NULL);
+		} else {
+			ASSERT_EQ(lw_rec_next(r, &it), 1);
+			ASSERT_EQ(it.type, LW_REC_FATE);
+			ASSERT_EQ(it.u.fate.end, LW_REC_FATE_EXECED);
+			ASSERT_EQ(it.u.fate.seen_ns, 1234);
+			ASSERT_STREQ(it.u.fate.line, "exec");
+			ASSERT_EQ(lw_rec_next(r, &it), 1);
+			ASSERT_EQ(it.type, LW_REC_END);
+		}
+		lw_rec_reader_close(r);
+	}
+
+	/* An end kind of the future: a fault in 1.1, "exited" in 1.2. */
+	p.b[0] = 7;
+	for (unsigned minor = 1; minor <= 2; minor++) {
+		b.n = 0;
+		b_preamble(&b, LW_REC_MAJOR, minor);
+		b_header(&b);
+		b_record(&b, LW_REC_FATE, p.b, p.n);
+		b_end(&b, 2);
+		lw_rec_reader_t *r =
+			lw_rec_reader_open_mem(b.b, b.n, why, sizeof(why));
+		ASSERT(r != NULL);
+		ASSERT_EQ(lw_rec_next(r, &it), 1);
+		if (minor == 1) {
+			ASSERT_EQ(lw_rec_next(r, &it), -1);
+			ASSERT(strstr(lw_rec_reader_why(r), "field end") !=
+			       NULL);
+		} else {
+			ASSERT_EQ(lw_rec_next(r, &it), 1);
+			ASSERT_EQ(it.u.fate.end, LW_REC_FATE_EXITED);
+		}
+		lw_rec_reader_close(r);
+	}
 }
 
 TEST(recording_newer_major_refused)
