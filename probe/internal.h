@@ -88,6 +88,9 @@ struct lw_loop {
 	atomic_int stop_flag;
 
 	uint64_t now; /* cached CLOCK_MONOTONIC ns */
+	/* The time the last wait's timeout was counted from (after the
+	 * iteration's callbacks): for the tests. */
+	uint64_t wait_from;
 	lw__clock_t clock; /* cheap timestamps (TSC where it is invariant) */
 	lw__ring_t *ring; /* NULL when off */
 	pthread_t ring_thread; /* the thread whose tid the ring holds */

@@ -180,6 +180,21 @@ static void check_fork(lw_loop_t *loop)
 		note_thread(loop);
 }
 
+/* Read the clock for the wait's timeout.  With the ring on, the end of the
+ * last callback took the time already (ring.h): nothing but bookkeeping
+ * ran since. */
+static void refresh_now(lw_loop_t *loop)
+{
+	uint64_t t;
+
+	if (loop->ring != NULL && loop->ring->cursor_valid)
+		t = loop->ring->cursor_ns;
+	else
+		t = lw__clock_ns(&loop->clock, lw__clock_raw(&loop->clock));
+	if (t > loop->now)
+		loop->now = t;
+}
+
 /* One iteration.  `max_wait_ns` caps the wait (-1: no cap). */
 static int iterate(lw_loop_t *loop, int64_t max_wait_ns)
 {
@@ -188,10 +203,18 @@ static int iterate(lw_loop_t *loop, int64_t max_wait_ns)
 	ran += lw__run_ticks(loop);
 
 	int64_t timeout;
-	if (loop->ticks.len > 0 || atomic_load(&loop->stop_flag))
+	if (loop->ticks.len > 0 || atomic_load(&loop->stop_flag)) {
 		timeout = 0;
-	else
+	} else {
+		/* The wait counts from now, not from the last wait's return:
+		 * the callbacks since then (fd watchers, timers, ticks) took
+		 * time, and a timeout counted from before them would wake
+		 * the next timer late by all of it, every period. */
+		if (loop->heap_len > 0)
+			refresh_now(loop);
+		loop->wait_from = loop->now;
 		timeout = lw__timers_next(loop);
+	}
 	if (max_wait_ns >= 0 && (timeout < 0 || timeout > max_wait_ns))
 		timeout = max_wait_ns;
 

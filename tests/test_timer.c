@@ -2,6 +2,8 @@
 #include "lwtest.h"
 #include "loopwatch.h"
 
+#include "internal.h" /* the loop's wait_from */
+
 #include <pthread.h>
 
 struct order {
@@ -175,14 +177,69 @@ TEST(timer_periodic_drift_bounded)
 	lw_loop_free(loop);
 }
 
-/* A periodic timer that misses whole periods skips them. */
+/* The wait for the next timer counts from after the callbacks that ran,
+ * not from the time the loop woke up: a timer whose callback works 5 ms of
+ * its 20 ms period would otherwise wake up 5 ms late every period (and the
+ * lag loopwatch shows would be the loop's own doing).  Each wait before a
+ * fire was counted from a time at or after the previous fire's end, read
+ * by the callback itself (the loop's clock is the TSC converted to
+ * CLOCK_MONOTONIC: a millisecond of slack, against the 5 ms it would be
+ * off).  With the ring on and off: the ring gives the time for free, the
+ * loop reads the clock without it. */
+#define AFTER_FIRES 6
+static uint64_t after_end[AFTER_FIRES], after_from[AFTER_FIRES];
+static int after_n;
+static void after_tick(lw_timer_t *t)
+{
+	after_from[after_n] = t->loop->wait_from;
+	uint64_t s = lwt_now_ns();
+	while (lwt_now_ns() - s < 5000000)
+		;
+	after_end[after_n] = lwt_now_ns();
+	if (++after_n == AFTER_FIRES)
+		lw_stop(t->loop);
+}
+
+TEST(timer_wait_counts_from_after_the_callbacks)
+{
+	for (int no_ring = 0; no_ring <= 1; no_ring++) {
+		lw_loop_options_t o = { .no_ring = no_ring };
+		lw_loop_t *loop;
+		lw_timer_t t;
+
+		after_n = 0;
+		ASSERT_OK(lw_loop_new(&loop, &o));
+		ASSERT_OK(lw_timer_init(loop, &t));
+		ASSERT_OK(lw_timer_start(&t, after_tick, 20, 20));
+		ASSERT_OK(lw_run(loop));
+		ASSERT_EQ(after_n, AFTER_FIRES);
+		for (int i = 1; i < AFTER_FIRES; i++)
+			if (after_from[i] + 1000000 < after_end[i - 1])
+				LWT_FAIL("ring %s: the wait before fire %d was "
+					 "counted from %.3f ms before the "
+					 "previous fire ended",
+					 no_ring ? "off" : "on", i,
+					 (double)(after_end[i - 1] -
+						  after_from[i]) /
+						 1e6);
+		lw_loop_free(loop);
+	}
+}
+
+/* A periodic timer that misses whole periods skips them: after a 55 ms
+ * stall in its first callback, its second fire (late) sets the next
+ * deadline on the grid past the present, skipping the periods missed,
+ * instead of the one right after the missed deadline (which would fire
+ * the missed ones back to back).  Read from the timer's deadlines, which
+ * no load can move off the grid. */
 static int skip_n;
+static uint64_t skip_due[3];
 static void skip_tick(lw_timer_t *t)
 {
-	skip_n++;
-	if (skip_n == 1) {
+	skip_due[skip_n] = t->due; /* the next deadline, set before the call */
+	if (skip_n++ == 0) {
 		uint64_t s = lwt_now_ns();
-		while (lwt_now_ns() - s < 55000000) /* miss ~5 periods */
+		while (lwt_now_ns() - s < 55000000) /* miss 5 periods */
 			;
 	}
 	if (skip_n == 3)
@@ -191,19 +248,23 @@ static void skip_tick(lw_timer_t *t)
 
 TEST(timer_periodic_skips_missed_periods)
 {
+	const uint64_t period = 10000000;
 	lw_loop_t *loop;
 	lw_timer_t t;
 	ASSERT_OK(lw_loop_new(&loop, NULL));
 	ASSERT_OK(lw_timer_init(loop, &t));
-	/* The grid counts from the start: the clock is read before it. */
-	uint64_t t0 = lwt_now_ns();
 	ASSERT_OK(lw_timer_start(&t, skip_tick, 10, 10));
+	uint64_t first = t.due;
 	ASSERT_OK(lw_run(loop));
-	/* Without skipping, ticks 2 and 3 would fire back to back right after
-	 * the 55 ms stall (at ~65 ms).  With skipping, tick 3 is one whole
-	 * period after tick 2, which lands on the grid after the stall. */
-	double ms = (double)(lwt_now_ns() - t0) / 1e6;
-	ASSERT_GE(ms, 75);
+	ASSERT_EQ(skip_n, 3);
+	/* The first fire, on time or not, set the next period. */
+	ASSERT_EQ(skip_due[0], first + period);
+	/* The second came after the stall: at least 5 periods past the
+	 * first deadline, so the next one skips to the grid beyond. */
+	ASSERT_GE(skip_due[1], first + 6 * period);
+	ASSERT_EQ((skip_due[1] - first) % period, 0);
+	ASSERT_EQ((skip_due[2] - first) % period, 0);
+	ASSERT_GT(skip_due[2], skip_due[1]);
 	lw_loop_free(loop);
 }
 
