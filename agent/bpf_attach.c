@@ -76,6 +76,9 @@
  * agent killed outright (SIGKILL, the OOM killer) leaves a file that holds
  * all but its last second; the buffer is written sooner when full. */
 #define REC_FLUSH_NS (1ull * 1000000000)
+/* The process's fds are looked through for new rings this often (a loop
+ * made after the attach): a readlink per fd, so not every tick. */
+#define RESCAN_NS (1ull * 1000000000)
 #define PROGRESS_NS (1ull * 1000000000) /* record's progress line */
 
 /* ---- small helpers ---- */
@@ -124,6 +127,8 @@ struct loop {
 	uint8_t *site_sent; /* per site id: its site item was emitted */
 	uint32_t site_cap;
 	uint64_t stuck_start; /* the stuck callback already told, by start */
+	/* When the kernel probes began to watch its thread, 0 before. */
+	uint64_t kwatch_ns;
 };
 
 struct state {
@@ -148,7 +153,9 @@ struct state {
 	uint64_t lost_reported; /* kernel events lost, as last said */
 	uint64_t kernel_lost;
 	struct lw_attach_stuck stuck; /* the last stuck callback told */
-	const struct loop *stuck_loop;
+	/* The loop of the stuck callback told, an index: loops grows when
+	 * the process makes a loop (add_loop moves them). */
+	size_t stuck_loop;
 	uint64_t viewer_blocking_at; /* the viewer's next blocking read */
 	lw_join_event_t buf[JOIN_CAP];
 	struct lw_ring_record recs[RECS_MAX];
@@ -492,7 +499,7 @@ static int by_count(const void *a, const void *b)
  * events' stacks (frees them).  Says nothing when slow callbacks are not
  * told (st->ev NULL).
  */
-static void tell(struct state *st, lw_join_event_t *ev, size_t n)
+static void tell(struct state *st, lw_join_event_t *ev, size_t n, int blind)
 {
 	struct sample_group groups[SAMPLE_GROUPS];
 	size_t ngroups = 0, nsamples = 0, other = 0;
@@ -580,10 +587,15 @@ static void tell(struct state *st, lw_join_event_t *ev, size_t n)
 					(ngroups > 1 ? groups[1].count : 0));
 		sep = "  and ";
 	}
+	/* Nothing joined: the kernel saw no slow call, unless it was not
+	 * watching the thread yet (a loop made after the attach). */
 	if (sep[0] == ',')
 		fprintf(st->ev, "%s\n",
-			st->bpf ? ", in no slow syscall (on CPU or short waits)"
-				: "");
+			!st->bpf ? ""
+			: blind	 ? ", before the kernel probes watched its "
+				   "thread"
+				 : ", in no slow syscall (on CPU or short "
+				   "waits)");
 out:
 	for (size_t i = 0; i < n; i++)
 		free(ev[i].stack);
@@ -771,7 +783,7 @@ static void on_span(struct state *st, struct loop *l,
 			fprintf(st->ev, " (off CPU %.1f ms)",
 				ms(sp->off_cpu_ns));
 	}
-	tell(st, st->buf, n);
+	tell(st, st->buf, n, 0);
 }
 
 static int on_event(void *ctx, const struct lw_bpf_event_head *ev, size_t size)
@@ -811,7 +823,9 @@ static void on_slow_record(struct state *st, struct loop *l,
 		fprintf(st->ev, "callback %s (%s) took %.1f ms", label,
 			lw_rr_kind_name(rec->kind), ms(rec->duration_ns));
 	}
-	tell(st, st->buf, n);
+	/* Begun before its thread was watched in the kernel: what it did
+	 * there is unknown, not nothing. */
+	tell(st, st->buf, n, l->kwatch_ns == 0 || rec->start_ns < l->kwatch_ns);
 }
 
 static void print_outside(struct state *st, struct loop *l, lw_join_event_t *e)
@@ -860,7 +874,7 @@ static void expire(struct state *st, struct loop *l, uint64_t now,
 			emit_kevent(st, l, running_site, &st->buf[i]);
 		if (st->ev)
 			fputs(prefix, st->ev);
-		tell(st, st->buf, n);
+		tell(st, st->buf, n, 0);
 		return;
 	}
 	for (size_t i = 0; i < n; i++)
@@ -1092,7 +1106,7 @@ static void check_stuck(struct state *st, uint64_t now)
 	/* The one told before: is it still running? */
 	if (st->stuck.active) {
 		lw_rr_current_t cur;
-		if (lw_rr_current(st->stuck_loop->ring, &cur) < 0 ||
+		if (lw_rr_current(st->loops[st->stuck_loop].ring, &cur) < 0 ||
 		    !cur.running || cur.start_ns != st->stuck.start_ns)
 			st->stuck.active = 0;
 	}
@@ -1130,7 +1144,7 @@ static void check_stuck(struct state *st, uint64_t now)
 		/* Kept for a viewer, as long as that callback runs. */
 		struct lw_attach_stuck *sk = &st->stuck;
 		sk->active = 1;
-		st->stuck_loop = l;
+		st->stuck_loop = i;
 		snprintf(sk->name, sizeof(sk->name), "%s", name);
 		snprintf(sk->kind, sizeof(sk->kind), "%s",
 			 lw_rr_kind_name(cur.kind));
@@ -1333,7 +1347,34 @@ static void watch_new_threads(struct state *st)
 			fprintf(stderr,
 				"loopwatch: cannot watch thread %d: %s\n",
 				(int)tid, why);
+		else
+			l->kwatch_ns = lw_now_ns();
 	}
+}
+
+/* Loops the process made since the attach (a thread that starts its loop
+ * later): each new ring is read from its first record, said in one line,
+ * and its thread watched as soon as the ring names it.  Only for a
+ * process that had rings at the attach: one watched through its threads
+ * alone stays so. */
+static void watch_new_rings(struct state *st)
+{
+	size_t before = st->p->nrings;
+
+	if (before == 0 || lw_rr_rescan(st->p) <= 0)
+		return;
+	for (size_t i = before; i < st->p->nrings; i++) {
+		lw_rr_ring_t *ring = st->p->rings[i];
+		struct loop *l = add_loop(st);
+		l->ring = ring;
+		lw_rr_cursor_init(ring, &l->cur, 1);
+		emit_loop(st, l);
+		fprintf(st->say,
+			"loopwatch: process %d made a new loop \"%s\": "
+			"watching it\n",
+			(int)st->o->pid, lw_rr_name(ring));
+	}
+	watch_new_threads(st);
 }
 
 /* ---- summaries ---- */
@@ -1639,7 +1680,7 @@ int lw_attach_run(const struct lw_attach_opts *o)
 	uint64_t t0 = lw_now_ns(), next_alive = t0, next_counters = t0;
 	uint64_t next_summary = o->interval_ns ? t0 + o->interval_ns : 0;
 	uint64_t next_blocking = t0 + BLOCKING_NS, next_progress = t0;
-	uint64_t next_flush = t0 + REC_FLUSH_NS;
+	uint64_t next_flush = t0 + REC_FLUSH_NS, next_rescan = t0 + RESCAN_NS;
 	lw_fate_end_t fate = LW_FATE_ALIVE;
 	emit_counters(st, t0);
 	while (!stop_signal) {
@@ -1657,6 +1698,10 @@ int lw_attach_run(const struct lw_attach_opts *o)
 			next_alive = now + 100000000;
 			watch_new_threads(st);
 			report_kernel_loss(st);
+		}
+		if (now >= next_rescan) {
+			watch_new_rings(st);
+			next_rescan = now + RESCAN_NS;
 		}
 		if (st->bpf) {
 			r = lw_bpf_poll(st->bpf, TICK_MS, on_event, st);

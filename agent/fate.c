@@ -63,6 +63,7 @@ struct lw_fate {
 	char new_exe[PATH_MAX]; /* what it exec'd */
 	uint8_t *ring_told; /* per ring: its closing was told */
 	uint64_t *ring_gone_ns; /* per ring: when it was seen closed, or 0 */
+	size_t nslots; /* of both: rings known (the process may make more) */
 	pid_t *pids; /* the processes of the last /proc scan, sorted */
 	size_t npids;
 	long last_pid; /* /proc/loadavg's newest pid at that scan */
@@ -148,8 +149,9 @@ lw_fate_t *lw_fate_new(const lw_rr_proc_t *p)
 	if (f == NULL)
 		return NULL;
 	f->p = p;
-	f->ring_told = calloc(p->nrings + 1, 1);
-	f->ring_gone_ns = calloc(p->nrings + 1, sizeof(*f->ring_gone_ns));
+	f->nslots = p->nrings + 1;
+	f->ring_told = calloc(f->nslots, 1);
+	f->ring_gone_ns = calloc(f->nslots, sizeof(*f->ring_gone_ns));
 	if (f->ring_told == NULL || f->ring_gone_ns == NULL) {
 		lw_fate_free(f);
 		return NULL;
@@ -355,7 +357,7 @@ static void look_full(lw_fate_t *f, uint64_t now, FILE *say)
 		return;
 	}
 	int execed = new_program(f, &s);
-	for (size_t i = 0; !execed && i < p->nrings; i++) {
+	for (size_t i = 0; !execed && i < p->nrings && i + 1 < f->nslots; i++) {
 		if (f->ring_told[i] || lw_rr_held(p, p->rings[i]) != 0)
 			continue;
 		/* Closed: by an exec (close-on-exec), or the loop was
@@ -394,10 +396,33 @@ static void look_full(lw_fate_t *f, uint64_t now, FILE *say)
 	look_for_children(f, now, say);
 }
 
+/* Room for the rings the process made since (lw_rr_rescan); 0, or -1 out
+ * of memory (the new rings are then not looked at). */
+static int grow_slots(lw_fate_t *f)
+{
+	size_t n = f->p->nrings + 1;
+
+	if (n <= f->nslots)
+		return 0;
+	uint8_t *told = realloc(f->ring_told, n);
+	if (told == NULL)
+		return -1;
+	f->ring_told = told;
+	uint64_t *gone = realloc(f->ring_gone_ns, n * sizeof(*gone));
+	if (gone == NULL)
+		return -1;
+	f->ring_gone_ns = gone;
+	memset(told + f->nslots, 0, n - f->nslots);
+	memset(gone + f->nslots, 0, (n - f->nslots) * sizeof(*gone));
+	f->nslots = n;
+	return 0;
+}
+
 lw_fate_end_t lw_fate_look(lw_fate_t *f, uint64_t now_ns, int full, FILE *say)
 {
 	if (f->end != LW_FATE_ALIVE)
 		return f->end;
+	grow_slots(f);
 	if (pidfd_ended(f->p)) {
 		/* Ours has exited; a process with another start time under
 		 * its pid means that the pid was reaped and reused already. */

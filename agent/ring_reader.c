@@ -538,20 +538,41 @@ const char *lw_rr_kind_name(uint32_t kind)
 
 struct attach_ctx {
 	lw_rr_proc_t *p;
-	size_t cap;
 	struct {
 		dev_t dev;
 		ino_t ino;
 	} * seen;
-	size_t nseen;
+	size_t nseen, seen_cap;
+	size_t known; /* rescan: p->rings[0..known) are attached already */
+	int rescan; /* skips are not counted, foreign rings remembered */
 	int err; /* a fatal error from the scan */
 };
 
-static void skip(lw_rr_proc_t *p, const char *fmt, ...)
+/* A memfd that is not the process's own ring, for good: not opened again
+ * by a rescan.  Out of memory only means it is opened again. */
+static void remember_foreign(lw_rr_proc_t *p, uint64_t ino)
+{
+	if (p->nforeign == p->foreign_cap) {
+		size_t ncap = p->foreign_cap ? 2 * p->foreign_cap : 4;
+		uint64_t *n = realloc(p->foreign_ino, ncap * sizeof(*n));
+		if (n == NULL)
+			return;
+		p->foreign_ino = n;
+		p->foreign_cap = ncap;
+	}
+	p->foreign_ino[p->nforeign++] = ino;
+}
+
+static void skip(struct attach_ctx *ctx, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
-static void skip(lw_rr_proc_t *p, const char *fmt, ...)
+static void skip(struct attach_ctx *ctx, const char *fmt, ...)
 {
+	lw_rr_proc_t *p = ctx->p;
+
+	/* A rescan says nothing of what it skips: the attach said it. */
+	if (ctx->rescan)
+		return;
 	/* The first reason is the most useful one; the count says the
 	 * rest. */
 	if (p->nskipped++ == 0) {
@@ -582,64 +603,79 @@ static int on_fd(int fdnum, const char *target, void *arg)
 			return 1;
 		}
 		if (errno != ENOENT) /* ENOENT: closed since the scan */
-			skip(p, "fd %d: cannot open: %s", fdnum,
+			skip(ctx, "fd %d: cannot open: %s", fdnum,
 			     strerror(errno));
 		return 0;
 	}
 	if (fstat(fd, &st) < 0) {
-		skip(p, "fd %d: cannot stat: %s", fdnum, strerror(errno));
+		skip(ctx, "fd %d: cannot stat: %s", fdnum, strerror(errno));
 		close(fd);
 		return 0;
 	}
-	/* The same memfd under several fds (dup) is one ring. */
-	for (size_t i = 0; i < ctx->nseen; i++) {
-		if (ctx->seen[i].dev == st.st_dev &&
-		    ctx->seen[i].ino == st.st_ino) {
-			close(fd);
-			return 0;
-		}
+	/* The same memfd under several fds (dup) is one ring; a rescan
+	 * passes over the rings attached already and the foreign ones. */
+	int known = 0;
+	for (size_t i = 0; !known && i < ctx->nseen; i++)
+		known = ctx->seen[i].dev == st.st_dev &&
+			ctx->seen[i].ino == st.st_ino;
+	for (size_t i = 0; !known && i < ctx->known; i++)
+		known = lw_rr_inode(p->rings[i]) == (uint64_t)st.st_ino;
+	for (size_t i = 0; !known && ctx->rescan && i < p->nforeign; i++)
+		known = p->foreign_ino[i] == (uint64_t)st.st_ino;
+	if (known) {
+		close(fd);
+		return 0;
 	}
 	if (p->nrings + p->nskipped >= MAX_RINGS) {
-		skip(p, "fd %d: more than %d rings", fdnum, MAX_RINGS);
+		skip(ctx, "fd %d: more than %d rings", fdnum, MAX_RINGS);
 		close(fd);
 		return 0;
 	}
 	int r = lw_rr_open_fd(fd, &ring, why, sizeof(why));
 	close(fd);
 	if (r < 0) {
-		skip(p, "fd %d: %s", fdnum, why);
+		skip(ctx, "fd %d: %s", fdnum, why);
 		return 0;
 	}
 	if (lw_rr_pid(ring) != p->pid) {
-		skip(p, "fd %d: ring made by pid %d (inherited across fork)",
+		skip(ctx, "fd %d: ring made by pid %d (inherited across fork)",
 		     fdnum, (int)lw_rr_pid(ring));
+		remember_foreign(p, (uint64_t)st.st_ino);
 		lw_rr_close(ring);
 		return 0;
 	}
 	if (lw_rr_start_time(ring) != p->start_time) {
-		skip(p,
+		skip(ctx,
 		     "fd %d: ring made by an earlier process %d (pid reused: "
 		     "start time %llu, the process's %llu)",
 		     fdnum, (int)p->pid,
 		     (unsigned long long)lw_rr_start_time(ring),
 		     (unsigned long long)p->start_time);
+		remember_foreign(p, (uint64_t)st.st_ino);
 		lw_rr_close(ring);
 		return 0;
 	}
-	if (p->nrings == ctx->cap) {
-		size_t ncap = ctx->cap ? ctx->cap * 2 : 4;
+	if (p->nrings == p->rings_cap) {
+		size_t ncap = p->rings_cap ? p->rings_cap * 2 : 4;
 		void *nr = realloc(p->rings, ncap * sizeof(*p->rings));
-		void *ns = realloc(ctx->seen, ncap * sizeof(*ctx->seen));
-		if (nr != NULL)
-			p->rings = nr;
-		if (ns != NULL)
-			ctx->seen = ns;
-		if (nr == NULL || ns == NULL) {
+		if (nr == NULL) {
 			lw_rr_close(ring);
 			ctx->err = -ENOMEM;
 			return 1;
 		}
-		ctx->cap = ncap;
+		p->rings = nr;
+		p->rings_cap = ncap;
+	}
+	if (ctx->nseen == ctx->seen_cap) {
+		size_t ncap = ctx->seen_cap ? ctx->seen_cap * 2 : 4;
+		void *ns = realloc(ctx->seen, ncap * sizeof(*ctx->seen));
+		if (ns == NULL) {
+			lw_rr_close(ring);
+			ctx->err = -ENOMEM;
+			return 1;
+		}
+		ctx->seen = ns;
+		ctx->seen_cap = ncap;
 	}
 	ring->target_fd = fdnum;
 	p->rings[p->nrings++] = ring;
@@ -728,6 +764,22 @@ int lw_rr_attach(pid_t pid, lw_rr_proc_t **out, char *why, size_t whylen)
 	return 0;
 }
 
+int lw_rr_rescan(lw_rr_proc_t *p)
+{
+	struct attach_ctx ctx = { .p = p, .known = p->nrings, .rescan = 1 };
+	size_t before = p->nrings;
+
+	int r = lw_proc_each_fd(p->pid, on_fd, &ctx);
+	free(ctx.seen);
+	if (r < 0 && ctx.err == 0)
+		ctx.err = r;
+	/* Rings found before an error are kept: they are this process's,
+	 * checked one by one. */
+	if (ctx.err < 0 && p->nrings == before)
+		return ctx.err;
+	return (int)(p->nrings - before);
+}
+
 void lw_rr_detach(lw_rr_proc_t *p)
 {
 	if (p == NULL)
@@ -737,6 +789,7 @@ void lw_rr_detach(lw_rr_proc_t *p)
 	if (p->pidfd >= 0)
 		close(p->pidfd);
 	free(p->rings);
+	free(p->foreign_ino);
 	free(p);
 }
 

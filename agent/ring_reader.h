@@ -110,10 +110,23 @@ typedef struct lw_rr_proc {
 	 * none): it names that one process even if its pid is reused within
 	 * the 10 ms tick that start_time is counted in. */
 	int pidfd;
+	/* private: the capacity of rings, and the memfds a scan found that
+	 * can never be this process's rings (made by another process), so
+	 * that lw_rr_rescan does not open them again. */
+	size_t rings_cap;
+	uint64_t *foreign_ino;
+	size_t nforeign, foreign_cap;
 } lw_rr_proc_t;
 
 int lw_rr_attach(pid_t pid, lw_rr_proc_t **out, char *why, size_t whylen);
 void lw_rr_detach(lw_rr_proc_t *p); /* NULL is fine */
+/* Look again in /proc/PID/fd for rings made since: a loop created after
+ * the attach (a thread that starts its loop later).  New rings are
+ * appended to p->rings (earlier indexes stay valid); rings that fail are
+ * not counted in nskipped (the attach's count stays what it said).
+ * Returns how many were added, or a negative errno (-ESRCH: the process
+ * is gone; -EACCES: its fds are closed to us now). */
+int lw_rr_rescan(lw_rr_proc_t *p);
 /* 1 if the same process still exists, 0 if it exited or the pid was
  * reused: its pidfd has not signalled exit (a zombie counts as exited), and
  * the pid's start time is unchanged. */

@@ -466,6 +466,52 @@ TEST_T(fate_pid_reuse_told, 60)
 	free(out);
 }
 
+/* ---- a loop made after the attach ---- */
+
+/* A thread that makes its loop after the attach: the agent finds its ring
+ * (within a second), says so in one line, reads it from its first record,
+ * watches its thread in the kernel (as root: its sleeps are named), and
+ * the summary has the loop and its site. */
+TEST_T(fate_new_loop_watched, 60)
+{
+	char *out = malloc(OUT_CAP), line[1024], want[160];
+	struct proc t, a;
+	int late = 0;
+
+	start_target(&t);
+	start_loopwatch("attach", NULL, t.pid, &a, out);
+	int probes = strstr(out, "kernel probes on") != NULL;
+	send_cmd(&t, "newloop\n");
+	expect(&t, "late ", line, sizeof(line), NULL);
+	ASSERT_EQ(sscanf(line, "late %d", &late), 1);
+	snprintf(want, sizeof(want),
+		 "loopwatch: process %d made a new loop \"late\": watching it",
+		 t.pid);
+	expect(&a, want, line, sizeof(line), out);
+	ASSERT_STREQ(line, want);
+	expect(&a, "callback late_tick (timer) took ", line, sizeof(line),
+	       out);
+	/* As root, once its thread is watched, its sleep is named. */
+	if (probes)
+		for (;;) {
+			expect(&a, "callback late_tick (timer) took ", line,
+			       sizeof(line), out);
+			if (strstr(line, "in clock_nanosleep()"))
+				break;
+			ASSERT(strstr(line, "before the kernel probes "
+					    "watched its thread") != NULL);
+		}
+	kill(a.pid, SIGINT);
+	ASSERT_EQ(finish(&a, out), 0);
+	snprintf(want, sizeof(want), "loop late (tid %d): ", late);
+	ASSERT(line_of(out, want, line, sizeof(line)) != NULL);
+	ASSERT(strstr(out, "! late_tick ") != NULL);
+	ASSERT_EQ(lines_of(out, "loopwatch: process"), 1);
+	send_cmd(&t, "exit 0\n");
+	lwt_wait_exit(t.pid, 10000);
+	free(out);
+}
+
 /* ---- run, record, check ---- */
 
 /* `run`: the agent is the parent, and passes the status on. */

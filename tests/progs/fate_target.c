@@ -25,12 +25,16 @@
  *              loop-fork call), so it wakes for stdin too, and ignores it.
  *   exec       "exec" prints `exec'ing` and execs this program again with
  *              --execd, which prints `execd PID` from its loop "again"
+ *   newloop    "newloop" starts a thread with a loop of its own, "late",
+ *              made only now: its timer "late_tick" sleeps 20 ms every
+ *              50 ms; the thread prints `late TID` from its first one
  *
  * Output is line-buffered and flushed: a test reads it as it comes.
  */
 #include "loopwatch.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdarg.h>
 #include <signal.h>
@@ -183,6 +187,42 @@ static void exec_cb(lw_loop_t *l, void *arg)
 	say("exec failed: %s", strerror(errno));
 }
 
+/* ---- newloop: a loop made after the start ---- */
+
+static void late_tick_cb(lw_timer_t *t)
+{
+	static int said;
+
+	if (!said++)
+		say("late %ld", (long)syscall(SYS_gettid));
+	sleep_ms(20);
+}
+
+static void *late_thread(void *arg)
+{
+	lw_loop_options_t opts = { .name = "late" };
+	lw_loop_t *late;
+	lw_timer_t t;
+
+	check(lw_loop_new(&late, &opts), "make the late loop");
+	check(lw_site_name(late, LW_FN(late_tick_cb), "late_tick"),
+	      "name a site");
+	check(lw_timer_init(late, &t), "init a timer");
+	check(lw_timer_start(&t, late_tick_cb, 50, 50), "start a timer");
+	check(lw_run(late), "run the late loop");
+	return NULL;
+}
+
+static void newloop_cb(lw_loop_t *l, void *arg)
+{
+	pthread_t th;
+
+	if (pthread_create(&th, NULL, late_thread, NULL) != 0)
+		say("newloop failed");
+	else
+		pthread_detach(th);
+}
+
 static void run_command(const char *cmd)
 {
 	char word[32] = "";
@@ -205,6 +245,8 @@ static void run_command(const char *cmd)
 		check(lw_next_tick(loop, fork_cb, NULL), "queue a tick");
 	else if (strcmp(word, "exec") == 0)
 		check(lw_next_tick(loop, exec_cb, NULL), "queue a tick");
+	else if (strcmp(word, "newloop") == 0)
+		check(lw_next_tick(loop, newloop_cb, NULL), "queue a tick");
 	else
 		say("unknown command: %s", cmd);
 }
@@ -259,6 +301,7 @@ int main(int argc, char **argv)
 		name(LW_FN(hang_cb), "hang");
 		name(LW_FN(fork_cb), "fork");
 		name(LW_FN(exec_cb), "exec");
+		name(LW_FN(newloop_cb), "newloop");
 		name(LW_FN(child_tick_cb), "child_tick");
 		check(lw_timer_init(loop, &child_tick), "init a timer");
 		check(lw_io_init(loop, &command, 0), "watch stdin");
