@@ -110,6 +110,33 @@ static void start_loopwatch(const char *cmd, char *const more[], pid_t target,
 	expect(a, "attached to PID", line, sizeof(line), log);
 }
 
+/* `loopwatch CMD [more...] -- fate_target`, started, with the program
+ * ready and loopwatch attached: the program's pid; the output so far (both
+ * speak on one pipe, in either order) in log. */
+static pid_t start_program(const char *cmd, char *const more[], struct proc *a,
+			   char *log)
+{
+	char *argv[32], line[1024];
+	int n = 0, pid = 0;
+
+	argv[n++] = strdup(lwt_build_path("bin/loopwatch"));
+	argv[n++] = (char *)cmd;
+	for (int i = 0; more && more[i]; i++)
+		argv[n++] = more[i];
+	argv[n++] = "--";
+	argv[n++] = strdup(lwt_build_path("tests/progs/fate_target"));
+	argv[n] = NULL;
+	spawn_io(argv, a);
+	free(argv[0]);
+	free(argv[n - 1]);
+	log[0] = '\0';
+	expect(a, "ready ", line, sizeof(line), log);
+	ASSERT_EQ(sscanf(line, "ready %d", &pid), 1);
+	if (strstr(log, "attached to PID") == NULL)
+		expect(a, "attached to PID", line, sizeof(line), log);
+	return pid;
+}
+
 /* Read the rest of loopwatch's output into log; its exit status. */
 static int finish(struct proc *a, char *log)
 {
@@ -518,26 +545,10 @@ TEST_T(fate_new_loop_watched, 60)
 TEST_T(fate_run_segv_told, 60)
 {
 	char *out = malloc(OUT_CAP), line[512], want[160];
-	char *argv[] = { strdup(lwt_build_path("bin/loopwatch")),
-			 "run",
-			 "--min-ms",
-			 "5",
-			 "--",
-			 strdup(lwt_build_path("tests/progs/fate_target")),
-			 NULL };
+	char *more[] = { "--min-ms", "5", NULL };
 	struct proc a;
-	int pid = 0;
 
-	spawn_io(argv, &a);
-	free(argv[0]);
-	free(argv[5]);
-	out[0] = '\0';
-	/* Both speak on one pipe: the program's ready, loopwatch's
-	 * attached, in either order. */
-	expect(&a, "ready ", line, sizeof(line), out);
-	ASSERT_EQ(sscanf(line, "ready %d", &pid), 1);
-	if (strstr(out, "attached to PID") == NULL)
-		expect(&a, "attached to PID", line, sizeof(line), out);
+	int pid = start_program("run", more, &a, out);
 	send_cmd(&a, "slow 120\n");
 	expect(&a, "slow done", line, sizeof(line), out);
 	send_cmd(&a, "segv\n");
@@ -700,22 +711,8 @@ TEST_T(fate_check_fails_when_the_process_fails, 90)
 	ASSERT(strstr(file, want) != NULL);
 
 	/* check -- PROGRAM, which crashes: failed. */
-	char *argv[] = { strdup(lwt_build_path("bin/loopwatch")),
-			 "check",
-			 "--budget",
-			 "callback.max=10s",
-			 "--",
-			 strdup(lwt_build_path("tests/progs/fate_target")),
-			 NULL };
-	int pid = 0;
-	spawn_io(argv, &a);
-	free(argv[0]);
-	free(argv[5]);
-	out[0] = '\0';
-	expect(&a, "ready ", line, sizeof(line), out);
-	ASSERT_EQ(sscanf(line, "ready %d", &pid), 1);
-	if (strstr(out, "attached to PID") == NULL)
-		expect(&a, "attached to PID", line, sizeof(line), out);
+	char *budget[] = { "--budget", "callback.max=10s", NULL };
+	int pid = start_program("check", budget, &a, out);
 	send_cmd(&a, "segv\n");
 	ASSERT_EQ(finish(&a, out), 1);
 	snprintf(want, sizeof(want),
