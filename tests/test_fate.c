@@ -516,8 +516,7 @@ TEST_T(fate_new_loop_watched, 60)
 		 t.pid);
 	expect(&a, want, line, sizeof(line), out);
 	ASSERT_STREQ(line, want);
-	expect(&a, "callback late_tick (timer) took ", line, sizeof(line),
-	       out);
+	expect(&a, "callback late_tick (timer) took ", line, sizeof(line), out);
 	/* As root, once its thread is watched, its sleep is named. */
 	if (probes)
 		for (;;) {
@@ -632,8 +631,10 @@ TEST_T(fate_check_verdict_kept, 60)
 	ASSERT(line_of(out, "FAIL  callback.max", line, sizeof(line)));
 	ASSERT(strstr(out, "callback.max: slow: longest 1") != NULL);
 	/* The crash fails the check too, on a line of its own. */
-	snprintf(want, sizeof(want), "FAIL  exit             process %d was "
-		 "killed by SIGSEGV", t.pid);
+	snprintf(want, sizeof(want),
+		 "FAIL  exit             process %d was "
+		 "killed by SIGSEGV",
+		 t.pid);
 	ASSERT(line_of(out, want, line, sizeof(line)) != NULL);
 	ASSERT(strstr(out, "\ncheck: FAILED: 1 of 1 budget broken, and the "
 			   "process ended badly\n") != NULL);
@@ -683,7 +684,7 @@ TEST_T(fate_check_fails_when_the_process_fails, 90)
 	snprintf(junit_arg, sizeof(junit_arg), "--junit=%s", junit);
 	snprintf(json_arg, sizeof(json_arg), "--json=%s", json);
 	char *files[] = { "--budget", "callback.max=10s", "--duration", "20",
-			  junit_arg, json_arg, NULL };
+			  junit_arg,  json_arg,		  NULL };
 	start_target(&t);
 	start_loopwatch("check", files, t.pid, &a, out);
 	run_slow(&t, "20");
@@ -706,8 +707,7 @@ TEST_T(fate_check_fails_when_the_process_fails, 90)
 	ASSERT(strstr(file, "type=\"exit\">process ") != NULL);
 	read_whole(json, file, sizeof(file));
 	snprintf(want, sizeof(want),
-		 "\"ended_badly\": \"process %d exited with status 3\"",
-		 t.pid);
+		 "\"ended_badly\": \"process %d exited with status 3\"", t.pid);
 	ASSERT(strstr(file, want) != NULL);
 
 	/* check -- PROGRAM, which crashes: failed. */
@@ -716,7 +716,8 @@ TEST_T(fate_check_fails_when_the_process_fails, 90)
 	send_cmd(&a, "segv\n");
 	ASSERT_EQ(finish(&a, out), 1);
 	snprintf(want, sizeof(want),
-		 "FAIL  exit             process %d was killed by SIGSEGV", pid);
+		 "FAIL  exit             process %d was killed by SIGSEGV",
+		 pid);
 	ASSERT(line_of(out, want, line, sizeof(line)) != NULL);
 
 	unlink(junit);

@@ -585,13 +585,33 @@ TEST(recording_newer_minor_skipped)
 	lw_rec_reader_close(r);
 }
 
+/* A file of format 1.minor: the header, one fate record of payload fate,
+ * the end; opened, its header read. */
+static lw_rec_reader_t *fate_file(struct buf *b, unsigned minor,
+				  const struct buf *fate)
+{
+	char why[256] = "";
+	lw_rec_item_t it;
+
+	b_preamble(b, LW_REC_MAJOR, minor);
+	b_header(b);
+	b_record(b, LW_REC_FATE, fate->b, fate->n);
+	b_end(b, 2);
+	lw_rec_reader_t *r =
+		lw_rec_reader_open_mem(b->b, b->n, why, sizeof(why));
+	if (r == NULL)
+		LWT_FAIL("open: %s", why);
+	ASSERT_EQ(lw_rec_next(r, &it), 1);
+	ASSERT_EQ(it.type, LW_REC_HEADER);
+	return r;
+}
+
 /* The fate record came with format 1.1: read in a 1.1 file, a fault in a
  * 1.0 one (as any type unknown to that version); an end kind or flag of a
  * newer minor is read as what this reader knows. */
 TEST(recording_fate_record_since_1_1)
 {
 	static struct buf b, p;
-	char why[256] = "";
 	lw_rec_item_t it;
 
 	ASSERT_EQ(LW_REC_MINOR, 1);
@@ -602,16 +622,7 @@ TEST(recording_fate_record_since_1_1)
 	b_le(&p, 4, 2);
 	b_put(&p, "exec", 4);
 	for (unsigned minor = 0; minor <= 2; minor++) {
-		b.n = 0;
-		b_preamble(&b, LW_REC_MAJOR, minor);
-		b_header(&b);
-		b_record(&b, LW_REC_FATE, p.b, p.n);
-		b_end(&b, 2);
-		lw_rec_reader_t *r =
-			lw_rec_reader_open_mem(b.b, b.n, why, sizeof(why));
-		if (r == NULL)
-			LWT_FAIL("open: %s", why);
-		ASSERT_EQ(lw_rec_next(r, &it), 1);
+		lw_rec_reader_t *r = fate_file(&b, minor, &p);
 		if (minor == 0) {
 			ASSERT_EQ(lw_rec_next(r, &it), -1);
 			ASSERT(strstr(lw_rec_reader_why(r),
@@ -631,15 +642,7 @@ TEST(recording_fate_record_since_1_1)
 	/* An end kind of the future: a fault in 1.1, "exited" in 1.2. */
 	p.b[0] = 7;
 	for (unsigned minor = 1; minor <= 2; minor++) {
-		b.n = 0;
-		b_preamble(&b, LW_REC_MAJOR, minor);
-		b_header(&b);
-		b_record(&b, LW_REC_FATE, p.b, p.n);
-		b_end(&b, 2);
-		lw_rec_reader_t *r =
-			lw_rec_reader_open_mem(b.b, b.n, why, sizeof(why));
-		ASSERT(r != NULL);
-		ASSERT_EQ(lw_rec_next(r, &it), 1);
+		lw_rec_reader_t *r = fate_file(&b, minor, &p);
 		if (minor == 1) {
 			ASSERT_EQ(lw_rec_next(r, &it), -1);
 			ASSERT(strstr(lw_rec_reader_why(r), "field end") !=
