@@ -1291,21 +1291,22 @@ int lw_attach_refused(pid_t pid, int err, const char *why)
 	uid_t u[4];
 	gid_t g[4];
 	char user[128];
+	/* Whose the process is, for the hint (read once). */
+	int ids = err == -EACCES ? lw_proc_ids(pid, u, g) : -1;
 
 	fprintf(stderr, "loopwatch: cannot attach to PID %d: %s\n", (int)pid,
 		why);
 	if (err == -ESRCH)
 		fprintf(stderr, "loopwatch: hint: check the pid with "
 				"'loopwatch list' or ps\n");
-	else if (err == -EACCES && lw_proc_ids(pid, u, g) == 0 && u[1] == 0)
+	else if (err == -EACCES && ids == 0 && u[1] == 0)
 		fprintf(stderr, "loopwatch: hint: run loopwatch as root\n");
-	else if (err == -EACCES && lw_proc_ids(pid, u, g) == 0 &&
-		 u[1] == geteuid())
+	else if (err == -EACCES && ids == 0 && u[1] == geteuid())
 		fprintf(stderr,
 			"loopwatch: hint: run loopwatch with the process's "
 			"group, gid %lu, or as root\n",
 			(unsigned long)g[1]);
-	else if (err == -EACCES && lw_proc_ids(pid, u, g) == 0)
+	else if (err == -EACCES && ids == 0)
 		fprintf(stderr,
 			"loopwatch: hint: run loopwatch as the process's "
 			"user, %s, or as root\n",
@@ -1768,26 +1769,26 @@ int lw_attach_run(const struct lw_attach_opts *o)
 	if (fate != LW_FATE_ALIVE) {
 		char line[512];
 		lw_fate_line(st->fate, o->min_ns, line, sizeof(line));
+		int failed = lw_fate_failed(st->fate);
 		fprintf(st->say, "loopwatch: %s\n", line);
 		if (o->fate != NULL && o->fate_len > 0)
 			snprintf(o->fate, o->fate_len, "%s", line);
 		if (o->fate_failed != NULL)
-			*o->fate_failed = lw_fate_failed(st->fate);
+			*o->fate_failed = failed;
 		/* To the model (the summary's JSON) and the recording. */
-		emit(st, &(lw_rec_item_t){
-				 .type = LW_REC_FATE,
-				 .u.fate = {
-					 .end = fate == LW_FATE_EXITED
-							? LW_REC_FATE_EXITED
-						: fate == LW_FATE_EXECED
-							? LW_REC_FATE_EXECED
-							: LW_REC_FATE_REUSED,
-					 .flags = lw_fate_failed(st->fate)
-							  ? LW_REC_FATE_FAILED
-							  : 0,
-					 .seen_ns = lw_now_ns(),
-					 .line = line,
-				 } });
+		emit(st,
+		     &(lw_rec_item_t){
+			     .type = LW_REC_FATE,
+			     .u.fate = {
+				     .end = fate == LW_FATE_EXITED
+						    ? LW_REC_FATE_EXITED
+					    : fate == LW_FATE_EXECED
+						    ? LW_REC_FATE_EXECED
+						    : LW_REC_FATE_REUSED,
+				     .flags = failed ? LW_REC_FATE_FAILED : 0,
+				     .seen_ns = lw_now_ns(),
+				     .line = line,
+			     } });
 	}
 	lw_rec_end_t e = { .end_ns = end, .kernel_lost = st->kernel_lost };
 	for (size_t i = 0; i < st->nloops; i++)

@@ -8,7 +8,6 @@
 #include "duration.h"
 #include "proc.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <poll.h>
@@ -106,40 +105,42 @@ static long newest_pid(void)
 	return pid;
 }
 
+struct pid_list {
+	pid_t *v;
+	size_t n, cap;
+};
+
+static int add_pid(pid_t pid, void *arg)
+{
+	struct pid_list *l = arg;
+
+	if (l->n == l->cap) {
+		pid_t *nv = realloc(l->v, 2 * l->cap * sizeof(*nv));
+		if (nv == NULL)
+			return 1; /* what was listed so far */
+		l->v = nv;
+		l->cap *= 2;
+	}
+	l->v[l->n++] = pid;
+	return 0;
+}
+
 /* The pids now in /proc, sorted, into *out (malloc'd); how many, or -1. */
 static ssize_t list_pids(pid_t **out)
 {
-	size_t n = 0, cap = 256;
-	pid_t *v = malloc(cap * sizeof(*v));
-	struct dirent *de;
-	DIR *d;
+	struct pid_list l = { .cap = 256 };
 
 	*out = NULL;
-	if (v == NULL)
+	l.v = malloc(l.cap * sizeof(*l.v));
+	if (l.v == NULL)
 		return -1;
-	d = opendir("/proc");
-	if (d == NULL) {
-		free(v);
+	if (lw_proc_each_pid(add_pid, &l) < 0) {
+		free(l.v);
 		return -1;
 	}
-	while ((de = readdir(d)) != NULL) {
-		char *end;
-		long pid = strtol(de->d_name, &end, 10);
-		if (*end != '\0' || pid <= 0 || pid > INT_MAX)
-			continue;
-		if (n == cap) {
-			pid_t *nv = realloc(v, 2 * cap * sizeof(*v));
-			if (nv == NULL)
-				break;
-			v = nv;
-			cap *= 2;
-		}
-		v[n++] = (pid_t)pid;
-	}
-	closedir(d);
-	qsort(v, n, sizeof(*v), cmp_pid);
-	*out = v;
-	return (ssize_t)n;
+	qsort(l.v, l.n, sizeof(*l.v), cmp_pid);
+	*out = l.v;
+	return (ssize_t)l.n;
 }
 
 lw_fate_t *lw_fate_new(const lw_rr_proc_t *p)
@@ -491,7 +492,12 @@ int lw_fate_failed(const lw_fate_t *f)
 {
 	if (f->end != LW_FATE_EXITED || !f->status_known)
 		return 0;
-	return !WIFEXITED(f->status) || WEXITSTATUS(f->status) != 0;
+	return lw_fate_status_failed(f->status);
+}
+
+int lw_fate_status_failed(int status)
+{
+	return !WIFEXITED(status) || WEXITSTATUS(status) != 0;
 }
 
 void lw_fate_line(lw_fate_t *f, uint64_t min_ns, char *buf, size_t len)

@@ -101,4 +101,8 @@ int lw_fate_failed(const lw_fate_t *f);
  * (core dumped)".  Returns buf. */
 const char *lw_fate_status(int status, char *buf, size_t len);
 
+/* Whether a wait status is a failure: a signal, or an exit status other
+ * than 0. */
+int lw_fate_status_failed(int status);
+
 #endif /* LW_FATE_H */

@@ -899,8 +899,7 @@ static int watch_target(const struct command *cmd, int argc, char **argv,
 		*status_out = 0;
 	} else {
 		char how[96];
-		if (!fate_told &&
-		    (!WIFEXITED(status) || WEXITSTATUS(status))) {
+		if (!fate_told && lw_fate_status_failed(status)) {
 			/* It ended as the watch did: told here instead. */
 			lw_fate_status(status, how, sizeof(how));
 			fprintf(stderr, "loopwatch: %s %s\n", name, how);
@@ -1283,8 +1282,7 @@ static int cmd_top(int argc, char **argv)
 				 "recording damaged, shown up to it: %s", why);
 		else if (fate[0])
 			/* How the process ended, as the recorder said. */
-			snprintf(ended, sizeof(ended), "a recording: %s",
-				 fate);
+			snprintf(ended, sizeof(ended), "a recording: %s", fate);
 		else
 			snprintf(ended, sizeof(ended),
 				 "a recording, as it ended");

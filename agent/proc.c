@@ -18,9 +18,6 @@
 
 #include "why.h"
 
-/* PF_KTHREAD in the flags field of /proc/PID/stat (include/linux/sched.h). */
-#define LW_PF_KTHREAD 0x00200000u
-
 /* A decimal field at *p (up to end): its value, and *p moved past it.
  * -EINVAL unless it is digits ending at a space or the end. */
 static int parse_u64(const char **pp, const char *end, uint64_t *out)
@@ -115,6 +112,18 @@ int lw_proc_stat_parse(const char *buf, size_t len, lw_proc_stat_t *out)
 	return 0;
 }
 
+/* The fields the narrow readers ask for, each where it is wanted. */
+static void give_fields(const lw_proc_stat_t *s, uint64_t *start_time,
+			char *state, char *comm, size_t commlen)
+{
+	if (start_time != NULL)
+		*start_time = s->start_time;
+	if (state != NULL)
+		*state = s->state;
+	if (comm != NULL && commlen > 0)
+		snprintf(comm, commlen, "%s", s->comm);
+}
+
 int lw_proc_parse_stat(const char *buf, size_t len, uint64_t *start_time,
 		       char *state, char *comm, size_t commlen)
 {
@@ -123,11 +132,7 @@ int lw_proc_parse_stat(const char *buf, size_t len, uint64_t *start_time,
 
 	if (r < 0)
 		return r;
-	*start_time = s.start_time;
-	if (state != NULL)
-		*state = s.state;
-	if (comm != NULL && commlen > 0)
-		snprintf(comm, commlen, "%s", s.comm);
+	give_fields(&s, start_time, state, comm, commlen);
 	return 0;
 }
 
@@ -163,12 +168,7 @@ static int read_stat(pid_t pid, uint64_t *start_time, char *state, char *comm,
 
 	if (r < 0)
 		return r;
-	if (start_time != NULL)
-		*start_time = s.start_time;
-	if (state != NULL)
-		*state = s.state;
-	if (comm != NULL && commlen > 0)
-		snprintf(comm, commlen, "%s", s.comm);
+	give_fields(&s, start_time, state, comm, commlen);
 	return 0;
 }
 

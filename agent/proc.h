@@ -15,6 +15,10 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+/* PF_KTHREAD in the flags field of /proc/PID/stat (include/linux/sched.h):
+ * a kernel thread. */
+#define LW_PF_KTHREAD 0x00200000u
+
 /* What the agent takes from /proc/PID/stat. */
 typedef struct lw_proc_stat {
 	char comm[64]; /* field 2, without its parentheses */

@@ -3,6 +3,7 @@
  * threads.h for what each /proc file gives on this kernel).
  */
 #include "threads.h"
+#include "proc.h"
 #include "text.h"
 #include "why.h"
 
@@ -16,9 +17,6 @@
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
-
-/* PF_KTHREAD in the flags field of /proc/PID/stat (include/linux/sched.h). */
-#define LW_PF_KTHREAD 0x00200000u
 
 /* A process with more threads than this in event waits keeps only the
  * first ones seen: it bounds the memory a hostile target can make us use. */
@@ -173,43 +171,6 @@ static int kind_of_flags(uint32_t flags)
 		if (kind_flags[k] == flags)
 			return k;
 	return -1;
-}
-
-/*
- * The state letter and flags (fields 3 and 9) of /proc/PID/stat.  comm (field
- * 2) may hold spaces and parentheses: the fields start after the last ')'.
- */
-static int read_stat(pid_t pid, char *state, unsigned long *flags)
-{
-	char path[64], buf[1024];
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	int n = read_small(path, buf, sizeof(buf));
-	if (n < 0)
-		return n == -ENOENT ? -ESRCH : n;
-	char *close = strrchr(buf, ')');
-	if (close == NULL)
-		return -EINVAL;
-	char *p = close + 1;
-	for (int field = 3; field <= 9; field++) {
-		while (*p == ' ')
-			p++;
-		if (*p == '\0')
-			return -EINVAL;
-		if (field == 3)
-			*state = *p;
-		if (field == 9) {
-			char *end;
-			errno = 0;
-			*flags = strtoul(p, &end, 10);
-			if (errno != 0 || end == p)
-				return -EINVAL;
-			return 0;
-		}
-		while (*p != ' ' && *p != '\0')
-			p++;
-	}
-	return -EINVAL;
 }
 
 /* The thread's comm, with bytes that could upset a terminal replaced. */
@@ -398,8 +359,7 @@ int lw_threads_detect(pid_t pid, int samples, int interval_ms,
 {
 	struct detect d = { .pid = pid, .wchan_ok = -1 };
 	struct timespec next;
-	unsigned long flags = 0;
-	char state = '?';
+	lw_proc_stat_t st;
 	int r;
 
 	lw_why(why, whylen, "%s", "");
@@ -413,8 +373,8 @@ int lw_threads_detect(pid_t pid, int samples, int interval_ms,
 		lw_why(why, whylen, "%d is not a process id", (int)pid);
 		return -ESRCH;
 	}
-	r = read_stat(pid, &state, &flags);
-	if (r == -ESRCH || (r == 0 && (state == 'Z' || state == 'X'))) {
+	r = lw_proc_stat(pid, &st);
+	if (r == -ESRCH || (r == 0 && (st.state == 'Z' || st.state == 'X'))) {
 		lw_why(why, whylen, "no process %d (or it has exited)",
 		       (int)pid);
 		return -ESRCH;
@@ -426,7 +386,7 @@ int lw_threads_detect(pid_t pid, int samples, int interval_ms,
 	}
 	/* A kernel thread has no user space and so no event loop; its
 	 * `syscall` file would read as syscall 0 (read). */
-	if (flags & LW_PF_KTHREAD) {
+	if (st.flags & LW_PF_KTHREAD) {
 		lw_why(why, whylen,
 		       "pid %d is a kernel thread: it has no user-space loop",
 		       (int)pid);
