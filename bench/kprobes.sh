@@ -37,6 +37,7 @@
 # smoke run), LOOPWATCH (the loopwatch binary; default BUILD/bin/loopwatch
 # next to the bench folder), BENCH_RAW=FILE (keep every figure).
 set -uo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib/checks.sh"
 
 if [ $# -ne 1 ] || [ ! -d "$1" ]; then
 	echo "usage: $0 BUILD_BENCH_DIR   (e.g. build/bench)" >&2
@@ -55,12 +56,8 @@ if [ "$(id -u)" -ne 0 ]; then
 	echo "kprobes: skipped: needs root (BPF programs and tracepoints)"
 	exit 0
 fi
-for f in "$dir/syscalls_lw" "$dir/floor_lw" "$lw"; do
-	if [ ! -x "$f" ]; then
-		echo "kprobes: cannot find $f; build it with make (bench-build, agent)" >&2
-		exit 1
-	fi
-done
+need_built kprobes 1 " (bench-build, agent)" "$dir/syscalls_lw" \
+	"$dir/floor_lw" "$lw"
 if ! command -v bpftrace >/dev/null || ! command -v bpftool >/dev/null ||
 	! command -v unshare >/dev/null; then
 	echo "kprobes: cannot run: needs bpftrace, bpftool and unshare" >&2

@@ -68,6 +68,7 @@
 # agents' outputs, the load's counts, the windows; without it, only the
 # output of the agents that crashed is kept, in a folder it names).
 set -uo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib/checks.sh"
 
 if [ $# -lt 1 ] || [ $# -gt 2 ] || [ ! -d "$1" ]; then
 	echo "usage: $0 BUILD [SECONDS]   (e.g. build 600)" >&2
@@ -84,21 +85,9 @@ modes=${SOAK_MODES:-$([ $root = 1 ] && echo "root rings" || echo rings)}
 lw=${SOAK_LOOPWATCH:-$build/bin/loopwatch}
 server=$build/examples/blocky_server
 load=$build/tests/progs/http_load
-for v in "$seconds" "$phase" "$conns" "$seed"; do
-	case $v in
-	'' | *[!0-9]* | 0)
-		echo "soak: SECONDS, SOAK_PHASE, SOAK_CONNS and SOAK_SEED must be" \
-			"positive integers (got '$v')" >&2
-		exit 2
-		;;
-	esac
-done
-for f in "$server" "$load" "$lw"; do
-	if [ ! -x "$f" ]; then
-		echo "soak: cannot find $f; build it with make" >&2
-		exit 2
-	fi
-done
+need_positive soak "SECONDS, SOAK_PHASE, SOAK_CONNS and SOAK_SEED" \
+	"$seconds" "$phase" "$conns" "$seed"
+need_built soak 2 "" "$server" "$load" "$lw"
 for t in jq awk; do
 	if ! command -v $t >/dev/null; then
 		echo "soak: needs $t (tools/deps.sh installs it)" >&2

@@ -41,6 +41,7 @@
 # SUSTAIN_LOOPWATCH (the loopwatch binary; default BUILD/bin/loopwatch next
 # to the bench folder), SUSTAIN_KEEP=DIR (keep every output file in DIR).
 set -uo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib/checks.sh"
 
 if [ $# -ne 1 ] || [ ! -d "$1" ]; then
 	echo "usage: $0 BUILD_BENCH_DIR   (e.g. build/bench)" >&2
@@ -63,21 +64,9 @@ case $slow in
 	exit 2
 	;;
 esac
-for v in "$seconds" "$rate" "$sites" "$bare"; do
-	case $v in
-	'' | *[!0-9]* | 0)
-		echo "sustain: SUSTAIN_SECONDS, _RATE, _SITES, _BARE must be" \
-			"positive integers (got '$v')" >&2
-		exit 2
-		;;
-	esac
-done
-for f in "$target" "$lw"; do
-	if [ ! -x "$f" ]; then
-		echo "sustain: cannot find $f; build it with make (bench-build, agent)" >&2
-		exit 1
-	fi
-done
+need_positive sustain "SUSTAIN_SECONDS, _RATE, _SITES, _BARE" \
+	"$seconds" "$rate" "$sites" "$bare"
+need_built sustain 1 " (bench-build, agent)" "$target" "$lw"
 lw=$(cd "$(dirname "$lw")" && pwd)/$(basename "$lw")
 
 tmp=$(mktemp -d)

@@ -39,6 +39,7 @@
 # TOP_LOOPWATCH (the binary; default BUILD/bin/loopwatch next to the bench
 # folder), TOP_KEEP=DIR (keep every output file in DIR).
 set -uo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib/checks.sh"
 
 if [ $# -ne 1 ] || [ ! -d "$1" ]; then
 	echo "usage: $0 BUILD_BENCH_DIR   (e.g. build/bench)" >&2
@@ -52,21 +53,9 @@ keys=${TOP_KEYS:-60}
 rounds=${TOP_ROUNDS:-3}
 phase=${TOP_PHASE:-6}
 parts=${TOP_PARTS:-keys cost}
-for v in "$sites" "$rate" "$keys" "$rounds" "$phase"; do
-	case $v in
-	'' | *[!0-9]* | 0)
-		echo "top: TOP_SITES, _RATE, _KEYS, _ROUNDS, _PHASE must be" \
-			"positive integers (got '$v')" >&2
-		exit 2
-		;;
-	esac
-done
-for f in "$dir/sites_lw" "$dir/top_keys_lw" "$lw"; do
-	if [ ! -x "$f" ]; then
-		echo "top: cannot find $f; build it with make (bench-build, agent)" >&2
-		exit 1
-	fi
-done
+need_positive top "TOP_SITES, _RATE, _KEYS, _ROUNDS, _PHASE" \
+	"$sites" "$rate" "$keys" "$rounds" "$phase"
+need_built top 1 " (bench-build, agent)" "$dir/sites_lw" "$dir/top_keys_lw" "$lw"
 if ! command -v tmux >/dev/null; then
 	echo "top: needs tmux (tools/deps.sh installs it)" >&2
 	exit 1
