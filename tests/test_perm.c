@@ -27,6 +27,8 @@
  */
 #include "lwtest.h"
 #include "lwtest_proc.h"
+#include "loopwatch_ring.h"
+#include "proc.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -224,27 +226,39 @@ TEST_T(perm_other_group_refused, 60)
 	stop(srv, sfd);
 }
 
+/* The fds of a process that name a ring's memfd, as the agent finds them
+ * (lw_proc_each_fd). */
+struct ring_fds {
+	int fd[16];
+	int n;
+};
+
+static int note_ring_fd(int fd, const char *target, void *arg)
+{
+	struct ring_fds *r = arg;
+
+	if (strcmp(target, "/memfd:" LW_RING_MEMFD_NAME " (deleted)") == 0 &&
+	    r->n < (int)(sizeof(r->fd) / sizeof(r->fd[0])))
+		r->fd[r->n++] = fd;
+	return 0;
+}
+
+static struct ring_fds ring_fds_of(pid_t pid)
+{
+	struct ring_fds r = { .n = 0 };
+
+	ASSERT_OK(lw_proc_each_fd(pid, note_ring_fd, &r));
+	return r;
+}
+
 /* The ring's fd number in pid and where pid maps it ("START-END"). */
 static void find_ring(pid_t pid, int *fdnum, char *range, size_t len)
 {
-	char path[64], link[256], line[512], fdp[512];
-	struct dirent *d;
+	char path[64], line[512];
+	struct ring_fds r = ring_fds_of(pid);
 
-	*fdnum = -1;
-	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
-	DIR *dir = opendir(path);
-	ASSERT(dir != NULL);
-	while ((d = readdir(dir)) != NULL) {
-		snprintf(fdp, sizeof(fdp), "%s/%s", path, d->d_name);
-		ssize_t n = readlink(fdp, link, sizeof(link) - 1);
-		if (n <= 0)
-			continue;
-		link[n] = '\0';
-		if (strcmp(link, "/memfd:loopwatch (deleted)") == 0)
-			*fdnum = atoi(d->d_name);
-	}
-	closedir(dir);
-	ASSERT(*fdnum >= 0);
+	ASSERT(r.n > 0);
+	*fdnum = r.fd[r.n - 1];
 	snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
 	FILE *f = fopen(path, "r");
 	ASSERT(f != NULL);
@@ -343,7 +357,7 @@ TEST_T(perm_ring_closed_to_other_user, 60)
 /* The agent's own view of the ring, while it watches. */
 static void agent_maps_read_only(pid_t agent)
 {
-	char path[64], line[512], fdp[512], link[256];
+	char path[64], line[512], fdp[512];
 	int in_ring = 0, rings = 0;
 
 	snprintf(path, sizeof(path), "/proc/%d/smaps", (int)agent);
@@ -375,20 +389,10 @@ static void agent_maps_read_only(pid_t agent)
 	ASSERT_GE(rings, 1);
 	/* An fd of the ring still open (the reader closes it once mapped)
 	 * would be read-only too. */
-	snprintf(path, sizeof(path), "/proc/%d/fd", (int)agent);
-	DIR *dir = opendir(path);
-	ASSERT(dir != NULL);
-	struct dirent *d;
-	while ((d = readdir(dir)) != NULL) {
-		snprintf(fdp, sizeof(fdp), "%s/%s", path, d->d_name);
-		ssize_t n = readlink(fdp, link, sizeof(link) - 1);
-		if (n <= 0)
-			continue;
-		link[n] = '\0';
-		if (strstr(link, "memfd:loopwatch") == NULL)
-			continue;
-		snprintf(fdp, sizeof(fdp), "/proc/%d/fdinfo/%s", (int)agent,
-			 d->d_name);
+	struct ring_fds rf = ring_fds_of(agent);
+	for (int i = 0; i < rf.n; i++) {
+		snprintf(fdp, sizeof(fdp), "/proc/%d/fdinfo/%d", (int)agent,
+			 rf.fd[i]);
 		FILE *fi = fopen(fdp, "r");
 		ASSERT(fi != NULL);
 		unsigned flags = 0;
@@ -397,7 +401,6 @@ static void agent_maps_read_only(pid_t agent)
 		fclose(fi);
 		ASSERT_EQ(flags & O_ACCMODE, O_RDONLY);
 	}
-	closedir(dir);
 }
 
 TEST_T(perm_own_process_ring_read_only, 60)
