@@ -294,3 +294,14 @@ int lwt_sh_capture(const char *cmd, char *text, size_t cap)
 	text[len] = '\0';
 	return st;
 }
+
+pid_t lwt_gone_pid(void)
+{
+	pid_t gone = fork();
+
+	if (gone == 0)
+		_exit(0);
+	ASSERT(gone > 0);
+	ASSERT_EQ(waitpid(gone, NULL, 0), gone);
+	return gone;
+}

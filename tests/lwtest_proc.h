@@ -62,6 +62,9 @@ void lwt_ask_all(void *asks);
 int lwt_run_split(char **argv, char *out, size_t outcap, char *err,
 		  size_t errcap);
 
+/* A pid that no process has: a child's, exited and reaped. */
+pid_t lwt_gone_pid(void);
+
 /* Run the shell command cmd, its stdout and stderr together through a
  * temporary file into text (NUL-terminated, cut to fit cap), for the
  * scripts a test runs whole.  Returns the wait status of system(3). */

@@ -223,12 +223,7 @@ TEST_T(check_bad_input_exits_2, 60)
 	ASSERT(f != NULL);
 	fputs("callback.max 50\n", f);
 	fclose(f);
-	/* A pid that no process has: a child reaped. */
-	pid_t gone = fork();
-	if (gone == 0)
-		_exit(0);
-	waitpid(gone, NULL, 0);
-	snprintf(pidbuf, sizeof(pidbuf), "%d", (int)gone);
+	snprintf(pidbuf, sizeof(pidbuf), "%d", (int)lwt_gone_pid());
 
 	struct {
 		char *args[12];

@@ -100,13 +100,7 @@ TEST_T(cli_misuse_table, 120)
 	ASSERT(f != NULL);
 	fputs("not a recording\n", f);
 	fclose(f);
-	/* A pid that no process has: a child, reaped. */
-	pid_t gone = fork();
-	if (gone == 0)
-		_exit(0);
-	ASSERT(gone > 0);
-	waitpid(gone, NULL, 0);
-	snprintf(gone_pid, sizeof(gone_pid), "%d", (int)gone);
+	snprintf(gone_pid, sizeof(gone_pid), "%d", (int)lwt_gone_pid());
 	const char *usage = "usage: loopwatch";
 
 	const struct row rows[] = {
